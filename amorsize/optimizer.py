@@ -1,0 +1,509 @@
+"""Decide how to run a job: serial, threads or processes, n_jobs and chunksize.
+
+The decision comes from a cost model fed with what the dry run measured (compute per
+item and its spread, CPU share, pickled sizes and times, peak memory) and what this
+machine costs (worker start, task round-trip, bytes through the pipe, usable cores,
+available memory). Every candidate configuration gets a predicted wall time; the
+fastest wins, and parallelism is refused unless it beats serial by `min_speedup`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from amorsize import system
+from amorsize.sampling import Sample, take_sample
+
+EXECUTOR_TYPES = ("serial", "thread", "process")
+
+# Assumed job size when the input has no len() and no total_items hint was given.
+ASSUMED_UNKNOWN_TOTAL = 10_000
+# Below this predicted serial time a pool can never pay for itself.
+MIN_PARALLEL_SECONDS = 0.02
+# CPU time / wall time below which the function is treated as I/O-bound.
+IO_BOUND_CPU_RATIO = 0.5
+MAX_THREADS = 64
+# Memory a fresh worker process needs before it holds any data (fork, copy-on-write).
+WORKER_BASE_MEMORY = 30 * 1024 * 1024
+
+
+@dataclass
+class OptimizationResult:
+    """How execute() will run the job, and the measured figures behind the decision."""
+
+    n_jobs: int
+    chunksize: int
+    executor_type: str
+    estimated_speedup: float
+    reason: str
+    warnings: list[str] = field(default_factory=list)
+    data: Optional[Iterable[Any]] = None
+    total_items: Optional[int] = None
+    predicted_seconds: Optional[float] = None
+    serial_seconds_estimate: Optional[float] = None
+    figures: dict[str, Any] = field(default_factory=dict)
+    optimization_seconds: float = 0.0
+    use_cloudpickle: bool = False
+
+    def explain(self) -> str:
+        """Return the decision and the measured figures behind it, one per line."""
+        lines = [
+            f"decision: {self.executor_type}, n_jobs={self.n_jobs}, chunksize={self.chunksize}",
+            f"reason: {self.reason}",
+            f"estimated speedup: {self.estimated_speedup:.2f}x",
+        ]
+        if self.serial_seconds_estimate is not None:
+            lines.append(f"serial time estimate: {self.serial_seconds_estimate:.4f} s")
+        if self.predicted_seconds is not None:
+            lines.append(f"predicted time: {self.predicted_seconds:.4f} s")
+        lines.append(f"optimization time: {self.optimization_seconds:.4f} s")
+        for key, value in self.figures.items():
+            shown = f"{value:.6g}" if isinstance(value, float) else str(value)
+            lines.append(f"{key}: {shown}")
+        lines.extend(f"warning: {w}" for w in self.warnings)
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.explain()
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The per-item figures the cost model works from."""
+
+    items: int
+    item_seconds: float
+    item_cv: float
+    cpu_ratio: float
+    pickle_seconds: float  # parent-side: input dumps + result loads (+ worker dumps)
+    transfer_bytes: float  # input + result bytes per item
+    peak_memory: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One candidate configuration and its predicted wall time."""
+
+    executor_type: str
+    n_jobs: int
+    chunksize: int
+    seconds: float
+
+
+def validate_common(
+    func: Any,
+    data: Any,
+    sample_size: Any,
+    target_chunk_duration: Any,
+    n_jobs: Any,
+    chunksize: Any,
+    executor_type: Any = None,
+) -> None:
+    """Raise TypeError/ValueError naming the parameter for bad arguments."""
+    if not callable(func):
+        raise TypeError(f"func must be callable, got {type(func).__name__}")
+    if isinstance(data, (str, bytes)) or not isinstance(data, Iterable):
+        raise TypeError(
+            f"data must be an iterable of items (list, range, generator...), "
+            f"got {type(data).__name__}"
+        )
+    _check_int("sample_size", sample_size)
+    if not isinstance(target_chunk_duration, (int, float)) or isinstance(
+        target_chunk_duration, bool
+    ):
+        raise TypeError(
+            "target_chunk_duration must be a number of seconds, "
+            f"got {type(target_chunk_duration).__name__}"
+        )
+    if not target_chunk_duration > 0 or math.isinf(target_chunk_duration):
+        raise ValueError(
+            f"target_chunk_duration must be a positive number of seconds, "
+            f"got {target_chunk_duration!r}"
+        )
+    if n_jobs is not None:
+        _check_int("n_jobs", n_jobs)
+    if chunksize is not None:
+        _check_int("chunksize", chunksize)
+    if executor_type is not None and executor_type not in EXECUTOR_TYPES:
+        raise ValueError(
+            f"executor_type must be one of {', '.join(EXECUTOR_TYPES)} or None, "
+            f"got {executor_type!r}"
+        )
+
+
+def _check_int(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int >= 1, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+
+
+def _workload(sample: Sample, total: int) -> Workload:
+    return Workload(
+        items=total,
+        item_seconds=sample.mean_item_seconds,
+        item_cv=sample.item_seconds_cv,
+        cpu_ratio=sample.cpu_ratio,
+        pickle_seconds=sample.mean_pickle_seconds,
+        transfer_bytes=sample.mean_input_bytes + sample.mean_result_bytes,
+        peak_memory=sample.peak_memory_bytes,
+    )
+
+
+def predict_serial(w: Workload) -> float:
+    """Predicted wall time in-process: the function's own time."""
+    return w.items * w.item_seconds
+
+
+def _tail(w: Workload, n_jobs: int, chunksize: int) -> float:
+    """Expected idle time at the end: the last chunks do not split evenly."""
+    if n_jobs <= 1:
+        return 0.0
+    tasks = math.ceil(w.items / chunksize)
+    if tasks <= n_jobs:
+        # Fewer tasks than workers: wall time is the largest task.
+        return 0.0
+    return 0.5 * chunksize * w.item_seconds * (1.0 + w.item_cv)
+
+
+def predict_process(
+    w: Workload, n_jobs: int, chunksize: int, cores: int, costs: system.ProcessCosts
+) -> float:
+    """Predicted wall time on a process pool of `n_jobs` with `chunksize` items per task."""
+    tasks = math.ceil(w.items / chunksize)
+    startup = costs.worker_start * n_jobs
+    per_item_ipc = w.pickle_seconds + w.transfer_bytes * costs.ipc_seconds_per_byte
+    parent = w.items * per_item_ipc + tasks * costs.task_roundtrip * 0.25
+    busy_workers = min(n_jobs, tasks)
+    work = w.items * w.item_seconds * (1.0 if w.cpu_ratio > IO_BOUND_CPU_RATIO else w.cpu_ratio)
+    compute = w.items * w.item_seconds / busy_workers
+    cpu_bound = (work + parent) / cores
+    return startup + max(compute, parent, cpu_bound) + _tail(w, busy_workers, chunksize)
+
+
+def predict_thread(
+    w: Workload, n_jobs: int, chunksize: int, costs: system.ThreadCosts
+) -> float:
+    """Predicted wall time on a thread pool: the GIL serialises the CPU share."""
+    tasks = math.ceil(w.items / chunksize)
+    startup = costs.worker_start * n_jobs
+    busy_workers = min(n_jobs, tasks)
+    overlap = w.items * w.item_seconds / busy_workers
+    gil = w.items * w.item_seconds * w.cpu_ratio + tasks * costs.task_roundtrip
+    return startup + max(overlap, gil) + _tail(w, busy_workers, chunksize)
+
+
+def chunksize_candidates(items: int, n_jobs: int, max_chunk: int) -> list[int]:
+    """Chunk sizes worth predicting: powers of 4, even splits, capped at `max_chunk`."""
+    candidates = {1, max(1, math.ceil(items / n_jobs))}
+    for per_worker in (2, 4, 8, 16, 64):
+        candidates.add(max(1, math.ceil(items / (n_jobs * per_worker))))
+    size = 4
+    while size < items:
+        candidates.add(size)
+        size *= 4
+    return sorted(c for c in candidates if c <= max(1, max_chunk))
+
+
+def max_chunk_for(w: Workload, target_chunk_duration: float) -> int:
+    """Largest chunk that keeps a task near `target_chunk_duration` seconds."""
+    if w.item_seconds <= 0:
+        return max(1, w.items)
+    return max(1, int(target_chunk_duration / w.item_seconds))
+
+
+def memory_cap(w: Workload, chunksize: int, available: int) -> int:
+    """Most worker processes the available memory allows."""
+    per_worker = WORKER_BASE_MEMORY + w.peak_memory * min(chunksize, 4)
+    return max(1, int(0.8 * available // per_worker))
+
+
+def best_plan(
+    w: Workload,
+    *,
+    target_chunk_duration: float,
+    cores: int,
+    available_memory: int,
+    process_costs: Optional[system.ProcessCosts],
+    thread_costs: system.ThreadCosts,
+    allowed: Sequence[str],
+    n_jobs: Optional[int],
+    chunksize: Optional[int],
+) -> Plan:
+    """Return the candidate configuration with the lowest predicted wall time."""
+    max_chunk = max_chunk_for(w, target_chunk_duration)
+    serial_chunk = chunksize or min(max(1, w.items), max_chunk)
+    plans = [Plan("serial", 1, serial_chunk, predict_serial(w))] if "serial" in allowed else []
+    if "process" in allowed and process_costs is not None:
+        upper = cores if w.cpu_ratio > IO_BOUND_CPU_RATIO else 4 * cores
+        for n in [n_jobs] if n_jobs else range(2, min(upper, w.items) + 1):
+            for c in [chunksize] if chunksize else chunksize_candidates(w.items, n, max_chunk):
+                if memory_cap(w, c, available_memory) < n:
+                    continue
+                plans.append(Plan("process", n, c, predict_process(w, n, c, cores, process_costs)))
+    if "thread" in allowed:
+        for n in [n_jobs] if n_jobs else range(2, min(MAX_THREADS, w.items) + 1):
+            for c in [chunksize] if chunksize else chunksize_candidates(w.items, n, max_chunk):
+                plans.append(Plan("thread", n, c, predict_thread(w, n, c, thread_costs)))
+    if not plans:
+        return Plan("serial", 1, serial_chunk, predict_serial(w))
+    return min(plans, key=lambda p: (p.seconds, p.n_jobs, -p.chunksize))
+
+
+def decide(
+    sample: Sample,
+    *,
+    target_chunk_duration: float = 0.2,
+    n_jobs: Optional[int] = None,
+    chunksize: Optional[int] = None,
+    executor_type: Optional[str] = None,
+    total_items: Optional[int] = None,
+    min_speedup: float = 1.1,
+) -> OptimizationResult:
+    """Turn a sample into a decision. Fixed n_jobs/chunksize/executor_type are kept."""
+    warnings: list[str] = []
+    total = total_items if total_items is not None else sample.total_items
+    if total is None:
+        assumed = ASSUMED_UNKNOWN_TOTAL
+        warnings.append(
+            f"the input has no len(); the decision assumes {assumed} items "
+            "(pass total_items= for a better one)"
+        )
+    else:
+        assumed = total
+    w = _workload(sample, max(assumed, 1))
+    cores = system.usable_cores()
+    available = system.available_memory()
+    figures: dict[str, Any] = {
+        "sampled items": len(sample.measurements),
+        "mean item time (s)": w.item_seconds,
+        "item time spread (cv)": w.item_cv,
+        "cpu time / wall time": w.cpu_ratio,
+        "pickled input (bytes/item)": sample.mean_input_bytes,
+        "pickled result (bytes/item)": sample.mean_result_bytes,
+        "pickle+unpickle time (s/item)": w.pickle_seconds,
+        "peak memory of one call (bytes)": sample.peak_memory_bytes,
+        "usable cores": cores,
+        "physical cores": system.physical_cores(),
+        "available memory (bytes)": available,
+        "start method": system.start_method(),
+    }
+
+    allowed = [executor_type] if executor_type else list(EXECUTOR_TYPES)
+    if n_jobs is not None and n_jobs > 1 and "serial" in allowed and executor_type is None:
+        allowed.remove("serial")
+    if n_jobs == 1 and executor_type is None:
+        allowed = ["serial"]
+    use_cloudpickle = False
+    if "process" in allowed:
+        blocker = _process_blocker(sample)
+        if blocker == "function":
+            use_cloudpickle = True
+            warnings.append(
+                "the function cannot be pickled by reference (lambda, closure or local "
+                "function); it is sent to worker processes with cloudpickle"
+            )
+        elif blocker is not None:
+            if executor_type == "process":
+                raise TypeError(
+                    f"executor_type='process' needs picklable {blocker}; make them "
+                    "picklable or use executor_type='thread'"
+                )
+            allowed.remove("process")
+            warnings.append(
+                f"the {blocker} cannot be pickled, so worker processes are not an option; "
+                "threads or serial are considered instead"
+            )
+
+    serial_seconds = predict_serial(w)
+    if sample.error is not None:
+        plan = Plan("serial", 1, chunksize or 1, serial_seconds)
+        reason = "The function raised on a sampled item, so the job stops there."
+        return _result(plan, serial_seconds, reason, warnings, figures, total, use_cloudpickle)
+
+    if executor_type is None and n_jobs is None and "serial" in allowed:
+        quick = _obviously_serial(w, cores, min_speedup)
+        if quick is not None:
+            plan = Plan("serial", 1, chunksize or min(w.items, max_chunk_for(w, target_chunk_duration)),
+                        serial_seconds)
+            return _result(plan, serial_seconds, quick, warnings, figures, total, use_cloudpickle)
+
+    process_costs = system.process_costs() if "process" in allowed else None
+    thread_costs = system.thread_costs()
+    if process_costs is not None:
+        figures["worker start (s)"] = process_costs.worker_start
+        figures["task round-trip (s)"] = process_costs.task_roundtrip
+        figures["ipc cost (s/byte)"] = process_costs.ipc_seconds_per_byte
+    figures["thread task round-trip (s)"] = thread_costs.task_roundtrip
+    plan = best_plan(
+        w,
+        target_chunk_duration=target_chunk_duration,
+        cores=cores,
+        available_memory=available,
+        process_costs=process_costs,
+        thread_costs=thread_costs,
+        allowed=allowed,
+        n_jobs=n_jobs,
+        chunksize=chunksize,
+    )
+    fixed = executor_type is not None or n_jobs is not None
+    if plan.executor_type != "serial" and not fixed and "serial" in allowed:
+        speedup = serial_seconds / plan.seconds if plan.seconds > 0 else 1.0
+        if speedup < min_speedup:
+            reason = (
+                f"Parallel would not pay: the best option ({plan.executor_type}, "
+                f"{plan.n_jobs} workers) is predicted at {speedup:.2f}x, below the "
+                f"{min_speedup:.2f}x needed, so the job runs serially."
+            )
+            serial = Plan("serial", 1, chunksize or min(w.items, max_chunk_for(w, target_chunk_duration)),
+                          serial_seconds)
+            return _result(serial, serial_seconds, reason, warnings, figures, total, use_cloudpickle)
+    reason = _reason(plan, w, serial_seconds, fixed)
+    return _result(plan, serial_seconds, reason, warnings, figures, total, use_cloudpickle)
+
+
+def _process_blocker(sample: Sample) -> Optional[str]:
+    if not sample.items_picklable:
+        return "input items"
+    if not sample.results_picklable:
+        return "results"
+    if not sample.function_picklable:
+        try:
+            import cloudpickle  # noqa: F401
+        except ImportError:
+            return "function"
+        return "function"
+    return None
+
+
+def _obviously_serial(w: Workload, cores: int, min_speedup: float) -> Optional[str]:
+    """Return a reason when no pool could pay off, before measuring pool costs."""
+    serial = predict_serial(w)
+    if serial < MIN_PARALLEL_SECONDS:
+        return (
+            f"The whole job is predicted at {serial * 1000:.1f} ms serially, too short for "
+            "any worker pool to pay for itself."
+        )
+    if w.cpu_ratio > IO_BOUND_CPU_RATIO:
+        # Best case for processes: free workers, only the parent's pickling is serial.
+        parent = w.items * w.pickle_seconds
+        ideal = max(serial / cores, parent, (serial + parent) / cores)
+        if ideal * min_speedup > serial:
+            return (
+                f"Each item takes {w.item_seconds * 1e6:.1f} us but moving it to a worker "
+                f"costs {w.pickle_seconds * 1e6:.1f} us of pickling in the parent, so even "
+                "free workers could not beat serial."
+            )
+    return None
+
+
+def _reason(plan: Plan, w: Workload, serial_seconds: float, fixed: bool) -> str:
+    speedup = serial_seconds / plan.seconds if plan.seconds > 0 else 1.0
+    if plan.executor_type == "serial":
+        return "Serial is predicted fastest for this workload."
+    kind = "threads" if plan.executor_type == "thread" else "worker processes"
+    why = ""
+    if plan.executor_type == "thread":
+        why = f" (the function spends {100 * (1 - w.cpu_ratio):.0f}% of its time waiting, not computing)"
+    source = "the settings you fixed" if fixed else "the fastest predicted option"
+    return (
+        f"{plan.n_jobs} {kind} with {plan.chunksize} items per task is {source}{why}: "
+        f"{plan.seconds:.3f} s predicted against {serial_seconds:.3f} s serially ({speedup:.2f}x)."
+    )
+
+
+def _result(
+    plan: Plan,
+    serial_seconds: float,
+    reason: str,
+    warnings: list[str],
+    figures: dict[str, Any],
+    total: Optional[int],
+    use_cloudpickle: bool,
+) -> OptimizationResult:
+    speedup = serial_seconds / plan.seconds if plan.seconds > 0 else 1.0
+    return OptimizationResult(
+        n_jobs=plan.n_jobs,
+        chunksize=plan.chunksize,
+        executor_type=plan.executor_type,
+        estimated_speedup=speedup if plan.executor_type != "serial" else 1.0,
+        reason=reason,
+        warnings=warnings,
+        total_items=total,
+        predicted_seconds=plan.seconds,
+        serial_seconds_estimate=serial_seconds,
+        figures=figures,
+        use_cloudpickle=use_cloudpickle and plan.executor_type == "process",
+    )
+
+
+def optimize_with_sample(
+    func: Callable[[Any], Any],
+    data: Iterable[Any],
+    *,
+    sample_size: int = 5,
+    target_chunk_duration: float = 0.2,
+    n_jobs: Optional[int] = None,
+    chunksize: Optional[int] = None,
+    executor_type: Optional[str] = None,
+    total_items: Optional[int] = None,
+    min_speedup: float = 1.1,
+) -> tuple[OptimizationResult, Sample]:
+    """Sample `func` on `data` and decide; return the decision and the sample."""
+    started = time.perf_counter()
+    sample = take_sample(func, data, sample_size)
+    result = decide(
+        sample,
+        target_chunk_duration=target_chunk_duration,
+        n_jobs=n_jobs,
+        chunksize=chunksize,
+        executor_type=executor_type,
+        total_items=total_items,
+        min_speedup=min_speedup,
+    )
+    result.optimization_seconds = time.perf_counter() - started
+    return result, sample
+
+
+def optimize(
+    func: Callable[[Any], Any],
+    data: Iterable[Any],
+    *,
+    sample_size: int = 5,
+    target_chunk_duration: float = 0.2,
+    n_jobs: Optional[int] = None,
+    chunksize: Optional[int] = None,
+    executor_type: Optional[str] = None,
+    total_items: Optional[int] = None,
+    min_speedup: float = 1.1,
+) -> OptimizationResult:
+    """Dry-run `func` on a few items of `data` and decide how to run the whole job.
+
+    Respects CPU affinity, the cgroup CPU quota and memory limit. The returned
+    `data` attribute holds every item (sampled ones chained back for one-shot
+    iterables); pass it on instead of the original iterator. Raises the function's
+    own exception if it fails on a sampled item.
+    """
+    validate_common(func, data, sample_size, target_chunk_duration, n_jobs, chunksize, executor_type)
+    result, sample = optimize_with_sample(
+        func,
+        data,
+        sample_size=sample_size,
+        target_chunk_duration=target_chunk_duration,
+        n_jobs=n_jobs,
+        chunksize=chunksize,
+        executor_type=executor_type,
+        total_items=total_items,
+        min_speedup=min_speedup,
+    )
+    if sample.error is not None:
+        raise sample.error
+    reiterable = isinstance(data, Sequence) or (
+        sample.total_items is not None and iter(data) is not data
+    )
+    result.data = data if reiterable else sample.remaining_data()
+    return result

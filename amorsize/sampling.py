@@ -1,0 +1,236 @@
+"""Dry run: call the function on the first few items and measure what it costs.
+
+The sampled results are kept so execute() never calls the function twice on an item.
+One-shot iterables are never materialised: the sampled items are read with islice and
+the rest of the iterator is handed back untouched.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import pickle
+import statistics
+import time
+import traceback
+import tracemalloc
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+
+@dataclass
+class ItemMeasurement:
+    """Costs measured for one sampled item."""
+
+    wall_seconds: float
+    cpu_seconds: float
+    input_bytes: Optional[int]
+    input_pickle_seconds: float
+    result_bytes: Optional[int]
+    result_pickle_seconds: float
+    result_unpickle_seconds: float
+
+
+@dataclass
+class Sample:
+    """What the dry run measured, plus its results and the untouched rest of the input."""
+
+    items: list[Any]
+    results: list[Any]
+    measurements: list[ItemMeasurement]
+    rest: Iterator[Any]
+    total_items: Optional[int]
+    peak_memory_bytes: int
+    function_picklable: bool
+    items_picklable: bool
+    results_picklable: bool
+    wall_start: float
+    wall_end: float
+    started: float  # perf_counter at the start of the first item
+    finished: float  # perf_counter at the end of the last item
+    batch_pickle_seconds: Optional[float] = None  # per item, pickled as one list
+    error: Optional[BaseException] = None
+    error_traceback: Optional[str] = None
+    pid: int = field(default_factory=os.getpid)
+
+    @property
+    def compute_seconds(self) -> float:
+        """Total function time over the sampled items."""
+        return sum(m.wall_seconds for m in self.measurements)
+
+    def _timed(self) -> list[ItemMeasurement]:
+        # The first item also pays for warm-up and tracemalloc; leave it out when
+        # there are others to go by.
+        return self.measurements[1:] if len(self.measurements) > 1 else self.measurements
+
+    @property
+    def mean_item_seconds(self) -> float:
+        """Mean function time per item (first item excluded when there are more)."""
+        timed = self._timed()
+        return statistics.fmean(m.wall_seconds for m in timed) if timed else 0.0
+
+    @property
+    def item_seconds_cv(self) -> float:
+        """Coefficient of variation of the function time per item."""
+        walls = [m.wall_seconds for m in self._timed()]
+        if len(walls) < 2:
+            return 0.0
+        mean = statistics.fmean(walls)
+        return statistics.pstdev(walls) / mean if mean > 0 else 0.0
+
+    @property
+    def cpu_ratio(self) -> float:
+        """CPU time / wall time of the function: near 1 for compute, near 0 for I/O."""
+        timed = self._timed()
+        wall = sum(m.wall_seconds for m in timed)
+        cpu = sum(m.cpu_seconds for m in timed)
+        return min(1.0, cpu / wall) if wall > 0 else 1.0
+
+    def _mean(self, attribute: str) -> float:
+        values = [getattr(m, attribute) for m in self.measurements]
+        present = [v for v in values if v is not None]
+        return statistics.fmean(present) if present else 0.0
+
+    @property
+    def mean_input_bytes(self) -> float:
+        """Mean pickled size of an input item."""
+        return self._mean("input_bytes")
+
+    @property
+    def mean_result_bytes(self) -> float:
+        """Mean pickled size of a result."""
+        return self._mean("result_bytes")
+
+    @property
+    def mean_pickle_seconds(self) -> float:
+        """Time per item to pickle inputs, pickle results and unpickle results.
+
+        Measured on the sampled items pickled as one list, as a chunk travels; falls
+        back to the per-item figures when the batch could not be pickled.
+        """
+        if self.batch_pickle_seconds is not None:
+            return self.batch_pickle_seconds
+        return (
+            self._mean("input_pickle_seconds")
+            + self._mean("result_pickle_seconds")
+            + self._mean("result_unpickle_seconds")
+        )
+
+    def remaining_data(self) -> Iterator[Any]:
+        """Return every item, sampled ones first, without consuming the rest."""
+        return itertools.chain(self.items, self.rest)
+
+
+def _pickled(value: Any) -> tuple[Optional[bytes], float]:
+    started = time.perf_counter()
+    try:
+        data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        return None, 0.0
+    return data, time.perf_counter() - started
+
+
+def _is_picklable(value: Any) -> bool:
+    try:
+        pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        return False
+    return True
+
+
+def known_length(data: Iterable[Any]) -> Optional[int]:
+    """Return len(data) where the object has one, else None (never materialises)."""
+    try:
+        return len(data)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+def take_sample(func: Callable[[Any], Any], data: Iterable[Any], sample_size: int) -> Sample:
+    """Run `func` on the first `sample_size` items of `data` and measure each call.
+
+    A function that raises stops the sample; the exception and its traceback are
+    kept in `Sample.error` for the caller to report.
+    """
+    total = known_length(data)
+    iterator = iter(data)
+    items = list(itertools.islice(iterator, sample_size))
+    results: list[Any] = []
+    measurements: list[ItemMeasurement] = []
+    items_picklable = results_picklable = True
+    error: Optional[BaseException] = None
+    error_tb: Optional[str] = None
+    peak = 0
+    wall_start = time.time()
+    started = time.perf_counter()
+    for index, item in enumerate(items):
+        input_data, input_seconds = _pickled(item)
+        items_picklable &= input_data is not None
+        trace_memory = index == 0 and not tracemalloc.is_tracing()
+        if trace_memory:
+            tracemalloc.start()
+        cpu0 = time.process_time()
+        t0 = time.perf_counter()
+        try:
+            result = func(item)
+        except Exception as exc:
+            error, error_tb = exc, traceback.format_exc()
+            if trace_memory:
+                tracemalloc.stop()
+            break
+        t1 = time.perf_counter()
+        cpu1 = time.process_time()
+        if trace_memory:
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+        result_data, result_seconds = _pickled(result)
+        results_picklable &= result_data is not None
+        unpickle_seconds = 0.0
+        if result_data is not None:
+            u0 = time.perf_counter()
+            pickle.loads(result_data)
+            unpickle_seconds = time.perf_counter() - u0
+        results.append(result)
+        measurements.append(
+            ItemMeasurement(
+                wall_seconds=t1 - t0,
+                cpu_seconds=cpu1 - cpu0,
+                input_bytes=None if input_data is None else len(input_data),
+                input_pickle_seconds=input_seconds,
+                result_bytes=None if result_data is None else len(result_data),
+                result_pickle_seconds=result_seconds,
+                result_unpickle_seconds=unpickle_seconds,
+            )
+        )
+    finished = time.perf_counter()
+    batch = None
+    if items_picklable and results_picklable and results:
+        batch = _batch_pickle_seconds(items[: len(results)], results)
+    return Sample(
+        items=items,
+        results=results,
+        measurements=measurements,
+        rest=iterator,
+        total_items=total,
+        peak_memory_bytes=peak,
+        function_picklable=_is_picklable(func),
+        items_picklable=items_picklable,
+        results_picklable=results_picklable,
+        wall_start=wall_start,
+        wall_end=time.time(),
+        started=started,
+        finished=finished,
+        batch_pickle_seconds=batch,
+        error=error,
+        error_traceback=error_tb,
+    )
+
+
+def _batch_pickle_seconds(items: list[Any], results: list[Any]) -> float:
+    """Per-item seconds to pickle `items` and `results` as lists and unpickle results."""
+    t0 = time.perf_counter()
+    pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
+    data = pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL)
+    pickle.loads(data)
+    return (time.perf_counter() - t0) / len(results)

@@ -1,0 +1,173 @@
+"""What this machine offers a parallel job: usable cores, memory, start method, costs.
+
+Limits respected: CPU affinity (`os.sched_getaffinity`), the cgroup CPU quota
+(v2 `cpu.max`, v1 `cpu.cfs_quota_us`), the cgroup memory limit (v2 `memory.max`,
+v1 `memory.limit_in_bytes`). Costs of a worker process and of a task round-trip are
+measured once per process and start method, then cached.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import multiprocessing
+import os
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import psutil
+
+_CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def _read(path: Path) -> Optional[str]:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def cgroup_cpu_quota(root: Path = _CGROUP_ROOT) -> Optional[float]:
+    """Return the cgroup CPU quota in cores, or None when unlimited or unknown."""
+    v2 = _read(root / "cpu.max")
+    if v2:
+        quota, _, period = v2.partition(" ")
+        if quota != "max" and period:
+            return int(quota) / int(period)
+        return None
+    quota_us = _read(root / "cpu" / "cpu.cfs_quota_us")
+    period_us = _read(root / "cpu" / "cpu.cfs_period_us")
+    if quota_us and period_us and int(quota_us) > 0:
+        return int(quota_us) / int(period_us)
+    return None
+
+
+def cgroup_memory_available(root: Path = _CGROUP_ROOT) -> Optional[int]:
+    """Return bytes left under the cgroup memory limit, or None when unlimited."""
+    limit = _read(root / "memory.max")
+    usage = _read(root / "memory.current")
+    if limit is None:
+        limit = _read(root / "memory" / "memory.limit_in_bytes")
+        usage = _read(root / "memory" / "memory.usage_in_bytes")
+    if not limit or limit == "max" or not usage:
+        return None
+    limit_bytes = int(limit)
+    if limit_bytes >= 1 << 60:  # v1 reports "unlimited" as a huge number
+        return None
+    return max(0, limit_bytes - int(usage))
+
+
+def usable_cores() -> int:
+    """Return the cores this process may use: affinity and cgroup quota respected."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    quota = cgroup_cpu_quota()
+    if quota is not None:
+        cores = min(cores, max(1, math.floor(quota)))
+    return max(1, cores)
+
+
+def physical_cores() -> int:
+    """Return the number of physical cores (psutil), at least 1."""
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+def available_memory() -> int:
+    """Return bytes of memory available to this process (cgroup limit respected)."""
+    available = int(psutil.virtual_memory().available)
+    limited = cgroup_memory_available()
+    return min(available, limited) if limited is not None else available
+
+
+def start_method() -> str:
+    """Return the multiprocessing start method new process pools will use."""
+    return multiprocessing.get_start_method(allow_none=False)
+
+
+@dataclass(frozen=True)
+class ProcessCosts:
+    """Measured costs of process parallelism on this machine, for one start method.
+
+    - worker_start: seconds to start one worker process and get its first answer.
+    - task_roundtrip: seconds to submit one tiny task to a warm pool and get it back.
+    - ipc_seconds_per_byte: extra seconds per byte of result sent back to the parent.
+    """
+
+    start_method: str
+    worker_start: float
+    task_roundtrip: float
+    ipc_seconds_per_byte: float
+
+
+def _echo(payload: object) -> object:
+    return payload
+
+
+def _payload(size: int) -> bytes:
+    return b"x" * size
+
+
+_costs_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=None)
+def _measure_process_costs(method: str) -> ProcessCosts:
+    context = multiprocessing.get_context(method)
+    started = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        pool.submit(_echo, None).result()
+        worker_start = time.perf_counter() - started
+        roundtrips = []
+        for _ in range(30):
+            t0 = time.perf_counter()
+            pool.submit(_echo, None).result()
+            roundtrips.append(time.perf_counter() - t0)
+        roundtrips.sort()
+        task_roundtrip = roundtrips[len(roundtrips) // 2]
+        size = 4 * 1024 * 1024
+        transfers = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            pool.submit(_payload, size).result()
+            transfers.append(time.perf_counter() - t0)
+        transfer = sorted(transfers)[1]
+    per_byte = max(0.0, transfer - task_roundtrip) / size
+    return ProcessCosts(method, worker_start, task_roundtrip, per_byte)
+
+
+def process_costs(method: Optional[str] = None) -> ProcessCosts:
+    """Return the measured process costs for `method` (measured once, then cached)."""
+    with _costs_lock:
+        return _measure_process_costs(method or start_method())
+
+
+@dataclass(frozen=True)
+class ThreadCosts:
+    """Measured costs of a thread pool: start of one thread, one task round-trip."""
+
+    worker_start: float
+    task_roundtrip: float
+
+
+@functools.lru_cache(maxsize=None)
+def thread_costs() -> ThreadCosts:
+    """Return the measured thread-pool costs (measured once, then cached)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(_echo, None).result()
+        worker_start = time.perf_counter() - started
+        roundtrips = []
+        for _ in range(50):
+            t0 = time.perf_counter()
+            pool.submit(_echo, None).result()
+            roundtrips.append(time.perf_counter() - t0)
+    roundtrips.sort()
+    return ThreadCosts(worker_start, roundtrips[len(roundtrips) // 2])

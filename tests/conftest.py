@@ -1,0 +1,34 @@
+"""Shared fixtures: a check that no worker process outlives a test."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import psutil
+import pytest
+
+
+def live_children() -> list[psutil.Process]:
+    """Child processes of this test process that are still running."""
+    alive = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE:
+                alive.append(child)
+        except psutil.NoSuchProcess:
+            continue
+    return alive
+
+
+@pytest.fixture
+def no_leftover_children() -> Iterator[None]:
+    """Fail the test if it leaves a child process running (checked for up to 2 s)."""
+    before = {p.pid for p in live_children()}
+    yield
+    deadline = time.monotonic() + 2.0
+    leftover = [p for p in live_children() if p.pid not in before]
+    while leftover and time.monotonic() < deadline:
+        time.sleep(0.05)
+        leftover = [p for p in live_children() if p.pid not in before]
+    assert not leftover, f"worker processes left alive: {[p.pid for p in leftover]}"
