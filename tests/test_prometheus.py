@@ -1,0 +1,517 @@
+"""Unit tests of amorsize.integrations.prometheus: real execute() runs, a fresh
+CollectorRegistry per test, values read back with get_sample_value."""
+
+from __future__ import annotations
+
+import http.client
+import importlib
+import logging
+import math
+import socket
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+import amorsize
+from amorsize import Hook, HookContext, HookEvent, HookManager, execute, execute_iter, names
+from amorsize.integrations.prometheus import (
+    PrometheusHook,
+    start_metrics_server,
+)
+from tests.servers import free_port, require_binary
+from tests.workloads import Boom, raise_on_13, spin, square
+
+SQUARE = names.function_label(square)
+SPIN = names.function_label(spin)
+RAISE = names.function_label(raise_on_13)
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    """A fresh registry per test."""
+    return CollectorRegistry()
+
+
+def value(registry: CollectorRegistry, name: str, **labels: str) -> Optional[float]:
+    """get_sample_value with labels as keywords."""
+    return registry.get_sample_value(name, labels)
+
+
+def tracer(sampled: bool = True) -> trace.Tracer:
+    """A real OpenTelemetry SDK tracer (not installed globally)."""
+    provider = TracerProvider() if sampled else TracerProvider(sampler=ALWAYS_OFF)
+    return provider.get_tracer("tests.prometheus")
+
+
+class SpanAsCurrentHook(Hook):
+    """Acts like the OpenTelemetry integration: a span current from PRE to POST."""
+
+    def __init__(self, tracer: trace.Tracer) -> None:
+        self.tracer = tracer
+        self.span: Optional[trace.Span] = None
+        self._token: Any = None
+
+    def callbacks(self) -> dict[HookEvent, Any]:
+        return {HookEvent.PRE_EXECUTE: self.pre, HookEvent.POST_EXECUTE: self.post}
+
+    def pre(self, ctx: HookContext) -> None:
+        self.span = self.tracer.start_span(names.SPAN_EXECUTE)
+        self._token = otel_context.attach(trace.set_span_in_context(self.span))
+
+    def post(self, ctx: HookContext) -> None:
+        otel_context.detach(self._token)
+        assert self.span is not None
+        self.span.end()
+
+
+def trace_hex(span: trace.Span) -> str:
+    return trace.format_trace_id(span.get_span_context().trace_id)
+
+
+# ---------------------------------------------------------------- the metric contract
+
+
+def test_exposed_names_types_and_labels_match_names_py(registry: CollectorRegistry) -> None:
+    execute(spin, range(40), hooks=PrometheusHook(registry))  # sampled: an estimate
+    with pytest.raises(Boom):
+        execute(raise_on_13, range(20), hooks=PrometheusHook(registry), n_jobs=1, chunksize=2)
+    families = {f.name: f for f in text_string_to_metric_families(
+        generate_openmetrics(registry).decode())}
+    suffixes = {"counter": ("_total", "_created"), "gauge": ("",),
+                "histogram": ("_bucket", "_count", "_sum", "_created")}
+    for spec in names.PROMETHEUS_METRICS:
+        base = spec.name[: -len("_total")] if spec.type == "counter" else spec.name
+        family = families.pop(base, None)
+        assert family is not None, f"{spec.name} is not exposed"
+        assert family.type == spec.type, spec.name
+        assert family.samples, f"{spec.name} has no samples"
+        for sample in family.samples:
+            assert sample.name in {base + s for s in suffixes[spec.type]}, sample.name
+            assert set(sample.labels) - {"le"} == set(spec.labels), sample
+        series = {s.name for s in family.samples}
+        assert (spec.name if spec.type != "histogram" else spec.name + "_bucket") in series
+    assert not families, f"metrics not in names.py: {sorted(families)}"
+    text = generate_latest(registry).decode()
+    for spec in names.PROMETHEUS_METRICS:
+        assert f"\n{spec.name}" in text or f"\n{spec.name}_bucket" in text, spec.name
+
+
+def test_build_info_is_one_with_the_version(registry: CollectorRegistry) -> None:
+    PrometheusHook(registry)
+    assert value(registry, names.BUILD_INFO, version=amorsize.__version__) == 1.0
+
+
+def test_two_hooks_on_one_registry_share_the_metrics(registry: CollectorRegistry) -> None:
+    first, second = PrometheusHook(registry), PrometheusHook(registry)
+    assert first.metrics is second.metrics
+    execute(square, range(30), hooks=first, n_jobs=1, chunksize=7)
+    execute(square, range(30), hooks=second, n_jobs=1, chunksize=7)
+    assert value(registry, names.ITEMS_PROCESSED_TOTAL, function=SQUARE) == 60
+    assert value(registry, names.EXECUTIONS_TOTAL, function=SQUARE, status="success") == 2
+
+
+def test_the_default_registry_is_used_only_when_none_is_given() -> None:
+    import prometheus_client
+
+    default = PrometheusHook()
+    assert default.registry is prometheus_client.REGISTRY
+    assert PrometheusHook().metrics is default.metrics
+    own = CollectorRegistry()
+    assert PrometheusHook(own).registry is own and PrometheusHook(own).metrics is not (
+        default.metrics)
+
+
+def test_a_foreign_metric_with_an_amorsize_name_is_a_clear_error(
+        registry: CollectorRegistry) -> None:
+    from prometheus_client import Gauge
+
+    Gauge(names.WORKERS, "someone else's", registry=registry)
+    with pytest.raises(ValueError, match="already has a metric"):
+        PrometheusHook(registry)
+    # nothing of ours was left registered half-way
+    assert value(registry, names.BUILD_INFO, version=amorsize.__version__) is None
+
+
+# ---------------------------------------------------------------- real runs
+
+
+@pytest.mark.parametrize("executor_type", ["serial", "thread", "process"])
+def test_items_chunks_and_gauges_after_a_run(
+    registry: CollectorRegistry, executor_type: str, no_leftover_children: None
+) -> None:
+    n_jobs = 1 if executor_type == "serial" else 2
+    data = list(range(200))
+    results = execute(spin, data, hooks=PrometheusHook(registry), n_jobs=n_jobs,
+                      executor_type=executor_type, chunksize=None if n_jobs > 1 else 9)
+    assert results == [spin(x) for x in data]
+    assert value(registry, names.ITEMS_PROCESSED_TOTAL, function=SPIN) == len(data)
+    chunks = value(registry, names.CHUNKS_PROCESSED_TOTAL, function=SPIN)
+    assert chunks is not None and chunks >= 2
+    assert value(registry, names.CHUNK_DURATION_SECONDS + "_count", function=SPIN) == chunks
+    assert value(registry, names.EXECUTIONS_TOTAL, function=SPIN, status="success") == 1
+    assert value(registry, names.EXECUTIONS_TOTAL, function=SPIN, status="error") == 0
+    assert value(registry, names.EXECUTIONS_IN_PROGRESS, function=SPIN) == 0
+    assert value(registry, names.EXECUTION_DURATION_SECONDS + "_count", function=SPIN) == 1
+    assert value(registry, names.WORKERS, function=SPIN) == n_jobs
+    chunksize = value(registry, names.CHUNKSIZE, function=SPIN)
+    assert chunksize is not None and chunksize >= 1
+    throughput = value(registry, names.THROUGHPUT_ITEMS_PER_SECOND, function=SPIN)
+    assert throughput is not None and throughput > 0
+    actual = value(registry, names.SPEEDUP_ACTUAL, function=SPIN)
+    efficiency = value(registry, names.PARALLEL_EFFICIENCY_RATIO, function=SPIN)
+    assert actual is not None and actual > 0
+    assert efficiency is not None and efficiency > 0
+    assert value(registry, names.OPTIMIZATION_DURATION_SECONDS + "_count", function=SPIN) == 1
+
+
+def test_estimated_speedup_is_left_unset_when_nothing_was_measured(
+        registry: CollectorRegistry) -> None:
+    execute(square, range(10), hooks=PrometheusHook(registry), n_jobs=1, chunksize=5)
+    assert value(registry, names.SPEEDUP_ESTIMATED, function=SQUARE) is None
+    execute(spin, range(40), hooks=PrometheusHook(registry))
+    estimated = value(registry, names.SPEEDUP_ESTIMATED, function=SPIN)
+    assert estimated is not None and math.isfinite(estimated) and estimated > 0
+
+
+def test_a_raising_function_counts_an_error_by_class_name(registry: CollectorRegistry) -> None:
+    with pytest.raises(Boom):
+        execute(raise_on_13, range(60), hooks=PrometheusHook(registry),
+                executor_type="thread", n_jobs=2, chunksize=4)
+    assert value(registry, names.ERRORS_TOTAL, function=RAISE, error_type="Boom") == 1
+    assert value(registry, names.EXECUTIONS_TOTAL, function=RAISE, status="error") == 1
+    assert value(registry, names.EXECUTIONS_TOTAL, function=RAISE, status="success") == 0
+    assert value(registry, names.EXECUTIONS_IN_PROGRESS, function=RAISE) == 0
+    items = value(registry, names.ITEMS_PROCESSED_TOTAL, function=RAISE)
+    assert items is not None and items < 60
+    text = generate_latest(registry).decode()
+    assert "unlucky" not in text  # the error message never becomes a label
+
+
+def test_a_cancelled_run_is_counted_as_cancelled_not_as_an_error(
+        registry: CollectorRegistry) -> None:
+    results = execute_iter(square, range(1000), hooks=PrometheusHook(registry),
+                           n_jobs=1, chunksize=10)
+    assert [next(results) for _ in range(3)] == [0, 1, 4]
+    results.close()  # type: ignore[attr-defined]
+    assert value(registry, names.EXECUTIONS_TOTAL, function=SQUARE, status="cancelled") == 1
+    assert value(registry, names.EXECUTIONS_IN_PROGRESS, function=SQUARE) == 0
+    assert value(registry, names.ERRORS_TOTAL, function=SQUARE,
+                 error_type="ExecutionCancelled") is None
+
+
+def test_items_chunks_and_throughput_move_during_the_run(registry: CollectorRegistry) -> None:
+    seen: list[tuple[float, float, float, float]] = []
+
+    class Probe(Hook):
+        def callbacks(self) -> dict[HookEvent, Any]:
+            return {HookEvent.ON_CHUNK_COMPLETE: self.on_chunk}
+
+        def on_chunk(self, ctx: HookContext) -> None:
+            seen.append((
+                float(ctx.items_completed),
+                value(registry, names.ITEMS_PROCESSED_TOTAL, function=SPIN) or 0.0,
+                value(registry, names.CHUNKS_PROCESSED_TOTAL, function=SPIN) or 0.0,
+                value(registry, names.THROUGHPUT_ITEMS_PER_SECOND, function=SPIN) or 0.0,
+            ))
+
+    execute(spin, range(120), hooks=[PrometheusHook(registry), Probe()],
+            executor_type="thread", n_jobs=2, chunksize=10)
+    assert len(seen) == 12
+    for index, (completed, items, chunks, throughput) in enumerate(seen, start=1):
+        assert items == completed  # the counter had moved when the chunk was reported
+        assert chunks == index
+        assert throughput > 0
+
+
+def test_one_hook_serves_concurrent_runs(registry: CollectorRegistry) -> None:
+    hook = PrometheusHook(registry)
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            assert execute(square, range(50), hooks=hook, n_jobs=1, chunksize=5) == [
+                x * x for x in range(50)]
+        except BaseException as error:  # reported below
+            failures.append(error)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures
+    assert value(registry, names.ITEMS_PROCESSED_TOTAL, function=SQUARE) == 200
+    assert value(registry, names.EXECUTIONS_TOTAL, function=SQUARE, status="success") == 4
+    assert value(registry, names.EXECUTIONS_IN_PROGRESS, function=SQUARE) == 0
+    assert not hook._runs
+
+
+# ---------------------------------------------------------------- hook errors
+
+
+class Raising(Hook):
+    """Raises on the given events."""
+
+    def __init__(self, *events: HookEvent) -> None:
+        self.events = events
+
+    def callbacks(self) -> dict[HookEvent, Any]:
+        return {event: self.fail for event in self.events}
+
+    def fail(self, ctx: HookContext) -> None:
+        raise RuntimeError("a broken hook")
+
+
+def test_hook_errors_follow_the_managers_statistics(
+        registry: CollectorRegistry, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.CRITICAL, logger="amorsize.hooks")
+    manager = HookManager()
+    manager.add(PrometheusHook(registry))
+    manager.add(PrometheusHook(registry))  # same metric set: must not count twice
+    manager.add(Raising(HookEvent.ON_CHUNK_COMPLETE, HookEvent.POST_EXECUTE))
+    for _ in range(2):
+        assert execute(square, range(40), hooks=manager, n_jobs=1, chunksize=10) == [
+            x * x for x in range(40)]
+    counts = manager.get_stats()["error_counts"]
+    assert counts["on_chunk_complete"] == 8 and counts["post_execute"] == 2
+    for event in HookEvent:
+        assert value(registry, names.HOOK_ERRORS_TOTAL, event=event.value) == counts[event.value]
+
+
+def test_hook_errors_after_this_hook_in_post_execute_are_counted(
+        registry: CollectorRegistry, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.CRITICAL, logger="amorsize.hooks")
+    # a list of hooks: execute() makes a manager of its own, gone after the run
+    execute(square, range(10), hooks=[PrometheusHook(registry), Raising(HookEvent.POST_EXECUTE)],
+            n_jobs=1, chunksize=5)
+    assert value(registry, names.HOOK_ERRORS_TOTAL, event="post_execute") == 1
+    assert value(registry, names.HOOK_ERRORS_TOTAL, event="pre_execute") == 0
+
+
+# ---------------------------------------------------------------- exemplars
+
+
+def exemplar_lines(registry: CollectorRegistry, metric: str) -> list[str]:
+    return [line for line in generate_openmetrics(registry).decode().splitlines()
+            if line.startswith(metric + "_bucket") and " # {" in line]
+
+
+def test_exemplars_carry_the_trace_of_the_current_span(registry: CollectorRegistry) -> None:
+    with tracer().start_as_current_span("batch job") as span:
+        execute(spin, range(60), hooks=PrometheusHook(registry),
+                executor_type="thread", n_jobs=2, chunksize=10)
+    wanted = f'trace_id="{trace_hex(span)}"'
+    for metric in (names.EXECUTION_DURATION_SECONDS, names.CHUNK_DURATION_SECONDS):
+        lines = exemplar_lines(registry, metric)
+        assert lines, f"no exemplar on {metric}"
+        assert all(wanted in line and 'span_id="' in line for line in lines), lines
+    assert " # {" not in generate_latest(registry).decode()  # text format: no exemplars
+
+
+def test_exemplars_work_whatever_the_hook_order(registry: CollectorRegistry) -> None:
+    otel_like = SpanAsCurrentHook(tracer())
+    # registered after PrometheusHook: no span is current yet at its PRE_EXECUTE
+    execute(spin, range(60), hooks=[PrometheusHook(registry), otel_like],
+            executor_type="thread", n_jobs=2, chunksize=10)
+    assert otel_like.span is not None
+    wanted = f'trace_id="{trace_hex(otel_like.span)}"'
+    for metric in (names.EXECUTION_DURATION_SECONDS, names.CHUNK_DURATION_SECONDS):
+        lines = exemplar_lines(registry, metric)
+        assert lines and all(wanted in line for line in lines), (metric, lines)
+
+
+@pytest.mark.parametrize("prometheus_first", [True, False])
+def test_exemplars_link_to_the_opentelemetry_integrations_span(
+        registry: CollectorRegistry, prometheus_first: bool) -> None:
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from amorsize.integrations.opentelemetry import OpenTelemetryHook
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    hooks: list[Hook] = [PrometheusHook(registry), OpenTelemetryHook(tracer_provider=provider)]
+    if not prometheus_first:
+        hooks.reverse()
+    execute(spin, range(60), hooks=hooks, executor_type="thread", n_jobs=2, chunksize=10)
+    (span,) = [s for s in exporter.get_finished_spans() if s.name == names.SPAN_EXECUTE]
+    wanted = (f'trace_id="{trace.format_trace_id(span.context.trace_id)}"',
+              f'span_id="{trace.format_span_id(span.context.span_id)}"')
+    for metric in (names.EXECUTION_DURATION_SECONDS, names.CHUNK_DURATION_SECONDS):
+        lines = exemplar_lines(registry, metric)
+        assert lines and all(all(w in line for w in wanted) for line in lines), (metric, lines)
+
+
+def test_no_exemplars_without_a_sampled_span(registry: CollectorRegistry) -> None:
+    execute(spin, range(30), hooks=PrometheusHook(registry), n_jobs=1, chunksize=10)
+    with tracer(sampled=False).start_as_current_span("not sampled"):
+        execute(spin, range(30), hooks=PrometheusHook(registry), n_jobs=1, chunksize=10)
+    with tracer().start_as_current_span("sampled, but exemplars off"):
+        execute(spin, range(30), hooks=PrometheusHook(registry, exemplars=False),
+                n_jobs=1, chunksize=10)
+    assert value(registry, names.EXECUTIONS_TOTAL, function=SPIN, status="success") == 3
+    assert " # {" not in generate_openmetrics(registry).decode()
+
+
+# ---------------------------------------------------------------- Pushgateway down
+
+
+def test_pushgateway_down_logs_a_warning_and_the_job_succeeds(
+        registry: CollectorRegistry, caplog: pytest.LogCaptureFixture) -> None:
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    hook = PrometheusHook(registry, pushgateway=address, push_timeout=1.0)
+    with caplog.at_level(logging.WARNING, logger="amorsize.integrations.prometheus"):
+        assert execute(square, range(20), hooks=hook, n_jobs=1, chunksize=5) == [
+            x * x for x in range(20)]
+    warnings = [r for r in caplog.records if r.name == "amorsize.integrations.prometheus"]
+    assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+    assert address in warnings[0].getMessage()
+    assert value(registry, names.EXECUTIONS_TOTAL, function=SQUARE, status="success") == 1
+    assert hook.push(SQUARE) is False
+
+
+# ---------------------------------------------------------------- arguments
+
+
+@pytest.mark.parametrize(("kwargs", "error", "parameter"), [
+    ({"registry": "default"}, TypeError, "registry"),
+    ({"pushgateway": 9091}, TypeError, "pushgateway"),
+    ({"pushgateway": " "}, ValueError, "pushgateway"),
+    ({"job": ""}, ValueError, "job"),
+    ({"grouping_key": ["instance"]}, TypeError, "grouping_key"),
+    ({"grouping_key": {"bad-label": "x"}}, ValueError, "grouping_key"),
+    ({"grouping_key": {"job": "x"}}, ValueError, "grouping_key"),
+    ({"grouping_key": {"function": "x"}}, ValueError, "grouping_key"),
+    ({"grouping_key": {"instance": 3}}, TypeError, "grouping_key"),
+    ({"push_timeout": 0}, ValueError, "push_timeout"),
+    ({"push_timeout": math.nan}, ValueError, "push_timeout"),
+])
+def test_bad_arguments_name_the_parameter(
+        kwargs: dict[str, Any], error: type[Exception], parameter: str) -> None:
+    with pytest.raises(error, match=parameter):
+        PrometheusHook(**kwargs)
+
+
+def test_push_without_a_gateway_is_an_error(registry: CollectorRegistry) -> None:
+    with pytest.raises(ValueError, match="pushgateway"):
+        PrometheusHook(registry).push()
+
+
+def test_import_works_without_prometheus_client_and_use_names_the_extra(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(sys.modules):
+        if name == "prometheus_client" or name.startswith("prometheus_client."):
+            monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # import fails
+    monkeypatch.delitem(sys.modules, "amorsize.integrations.prometheus")
+    module = importlib.import_module("amorsize.integrations.prometheus")
+    with pytest.raises(ImportError, match=r'pip install "amorsize\[prometheus\]"'):
+        module.PrometheusHook()
+    with pytest.raises(ImportError, match=r'pip install "amorsize\[prometheus\]"'):
+        module.start_metrics_server(port=0)
+
+
+def test_importing_the_module_registers_nothing() -> None:
+    code = ("import prometheus_client, amorsize.integrations.prometheus as p; "
+            "print(prometheus_client.generate_latest().decode())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    assert "python_info" in out  # the default collectors are there...
+    assert names.METRIC_PREFIX not in out  # ...and nothing of amorsize
+
+
+# ---------------------------------------------------------------- /metrics server
+
+
+@pytest.fixture
+def server(registry: CollectorRegistry) -> Iterator[Any]:
+    handle = start_metrics_server(port=0, registry=registry)
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+def fetch(url: str, accept: Optional[str] = None) -> tuple[str, str]:
+    request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return response.headers["Content-Type"], response.read().decode()
+
+
+def test_metrics_server_on_a_free_port_serves_both_formats(
+        registry: CollectorRegistry, server: Any) -> None:
+    assert server.port > 0 and server.url == f"http://127.0.0.1:{server.port}/metrics"
+    with tracer().start_as_current_span("scraped job"):
+        execute(square, range(25), hooks=PrometheusHook(registry), n_jobs=1, chunksize=5)
+    content_type, body = fetch(server.url)
+    assert content_type.startswith("text/plain")
+    assert f'{names.ITEMS_PROCESSED_TOTAL}{{function="{SQUARE}"}} 25.0' in body
+    content_type, body = fetch(server.url, "application/openmetrics-text; version=1.0.0")
+    assert content_type.startswith("application/openmetrics-text")
+    assert body.endswith("# EOF\n") and 'trace_id="' in body
+
+
+def test_metrics_server_stop_closes_the_port(registry: CollectorRegistry) -> None:
+    with start_metrics_server(port=0, registry=registry) as handle:
+        assert fetch(handle.url)[0].startswith("text/plain")
+    handle.stop()  # idempotent
+    with pytest.raises(urllib.error.URLError):
+        fetch(handle.url)
+
+
+def test_metrics_server_port_taken_is_a_clear_error(registry: CollectorRegistry) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError, match=f"port {port} is already in use"):
+            start_metrics_server(port=port, registry=registry)
+
+
+@pytest.mark.parametrize(("kwargs", "parameter"), [
+    ({"port": -1}, "port"),
+    ({"port": 70000}, "port"),
+    ({"port": "9464"}, "port"),
+    ({"port": True}, "port"),
+    ({"port": 0, "addr": ""}, "addr"),
+    ({"port": 0, "certfile": "cert.pem"}, "keyfile"),
+    ({"port": 0, "client_auth_required": True}, "certfile"),
+])
+def test_metrics_server_bad_arguments(kwargs: dict[str, Any], parameter: str) -> None:
+    with pytest.raises(ValueError, match=parameter):
+        start_metrics_server(**kwargs)
+
+
+def test_metrics_server_over_tls(registry: CollectorRegistry, tmp_path: Path) -> None:
+    import ssl
+
+    openssl = require_binary("openssl")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    PrometheusHook(registry)
+    with start_metrics_server(port=0, registry=registry, certfile=str(cert),
+                              keyfile=str(key)) as handle:
+        assert handle.url.startswith("https://127.0.0.1:")
+        context = ssl.create_default_context(cafile=str(cert))
+        with urllib.request.urlopen(handle.url, context=context, timeout=5) as response:
+            assert names.BUILD_INFO in response.read().decode()
+        with pytest.raises((OSError, http.client.HTTPException)):  # no plain HTTP
+            urllib.request.urlopen(handle.url.replace("https", "http"), timeout=5).read()
