@@ -107,6 +107,32 @@ ATTR_WORKER_ID = "amorsize.worker.id"
 ATTR_PROCESS_PID = "process.pid"  # OpenTelemetry semantic convention
 
 
+# Further span attributes (beyond DESIGN.md's fixed ones) and semantic conventions.
+ATTR_EXECUTION_ID = "amorsize.execution.id"
+ATTR_STATUS = "amorsize.status"
+ATTR_SPEEDUP_ESTIMATED = "amorsize.speedup.estimated"
+ATTR_SPEEDUP_ACTUAL = "amorsize.speedup.actual"
+ATTR_PARALLEL_EFFICIENCY = "amorsize.parallel_efficiency"
+ATTR_ITEMS_COMPLETED = "amorsize.items.completed"
+ATTR_CHUNKS_COMPLETED = "amorsize.chunks.completed"
+ATTR_WORKER_COUNT = "amorsize.worker.count"
+ATTR_CHUNK_SPANS_DROPPED = "amorsize.chunk_spans.dropped"
+ATTR_CHUNK_SAMPLED = "amorsize.chunk.sampled"
+ATTR_OPTIMIZE_PREFIX = "amorsize.optimize."
+ATTR_ERROR_TYPE = "error.type"  # OpenTelemetry semantic convention (metrics)
+ATTR_EXCEPTION_STACKTRACE = "exception.stacktrace"  # semantic convention (span events)
+
+# OpenTelemetry metric names; OTEL_METRICS below gives each its kind and unit.
+OTEL_METRIC_EXECUTIONS = "amorsize.executions"
+OTEL_METRIC_EXECUTION_DURATION = "amorsize.execution.duration"
+OTEL_METRIC_OPTIMIZATION_DURATION = "amorsize.optimization.duration"
+OTEL_METRIC_ITEMS = "amorsize.items.processed"
+OTEL_METRIC_CHUNKS = "amorsize.chunks.processed"
+OTEL_METRIC_CHUNK_DURATION = "amorsize.chunk.duration"
+OTEL_METRIC_ERRORS = "amorsize.errors"
+OTEL_METRIC_IN_PROGRESS = "amorsize.executions.in_progress"
+
+
 @dataclass(frozen=True)
 class OTelMetricSpec:
     """One OpenTelemetry instrument: dotted name, kind, UCUM unit, description."""
@@ -118,21 +144,21 @@ class OTelMetricSpec:
 
 
 OTEL_METRICS: tuple[OTelMetricSpec, ...] = (
-    OTelMetricSpec("amorsize.executions", "counter", "{execution}",
+    OTelMetricSpec(OTEL_METRIC_EXECUTIONS, "counter", "{execution}",
                    "Finished execute() calls, by outcome."),
-    OTelMetricSpec("amorsize.execution.duration", "histogram", "s",
+    OTelMetricSpec(OTEL_METRIC_EXECUTION_DURATION, "histogram", "s",
                    "Wall time of execute(), optimization included."),
-    OTelMetricSpec("amorsize.optimization.duration", "histogram", "s",
+    OTelMetricSpec(OTEL_METRIC_OPTIMIZATION_DURATION, "histogram", "s",
                    "Time spent deciding how to run, sampling included."),
-    OTelMetricSpec("amorsize.items.processed", "counter", "{item}",
+    OTelMetricSpec(OTEL_METRIC_ITEMS, "counter", "{item}",
                    "Items whose result was returned."),
-    OTelMetricSpec("amorsize.chunks.processed", "counter", "{chunk}",
+    OTelMetricSpec(OTEL_METRIC_CHUNKS, "counter", "{chunk}",
                    "Finished tasks (chunks)."),
-    OTelMetricSpec("amorsize.chunk.duration", "histogram", "s",
+    OTelMetricSpec(OTEL_METRIC_CHUNK_DURATION, "histogram", "s",
                    "Compute time per task, measured inside the worker."),
-    OTelMetricSpec("amorsize.errors", "counter", "{error}",
+    OTelMetricSpec(OTEL_METRIC_ERRORS, "counter", "{error}",
                    "Failures, by exception class name."),
-    OTelMetricSpec("amorsize.executions.in_progress", "up_down_counter", "{execution}",
+    OTelMetricSpec(OTEL_METRIC_IN_PROGRESS, "up_down_counter", "{execution}",
                    "execute() calls running now."),
 )
 

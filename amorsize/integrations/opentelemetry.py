@@ -30,15 +30,36 @@ from typing import TYPE_CHECKING, Any, Optional
 from amorsize.hooks import Hook, HookCallback, HookContext, HookEvent
 from amorsize.names import (
     ATTR_CHUNK_ID,
+    ATTR_CHUNK_SAMPLED,
     ATTR_CHUNK_SIZE,
+    ATTR_CHUNK_SPANS_DROPPED,
+    ATTR_CHUNKS_COMPLETED,
     ATTR_CHUNKSIZE,
+    ATTR_ERROR_TYPE,
+    ATTR_EXCEPTION_STACKTRACE,
+    ATTR_EXECUTION_ID,
     ATTR_EXECUTOR,
     ATTR_FUNCTION,
+    ATTR_ITEMS_COMPLETED,
     ATTR_N_JOBS,
+    ATTR_OPTIMIZE_PREFIX,
+    ATTR_PARALLEL_EFFICIENCY,
     ATTR_PROCESS_PID,
+    ATTR_SPEEDUP_ACTUAL,
+    ATTR_SPEEDUP_ESTIMATED,
+    ATTR_STATUS,
     ATTR_TOTAL_ITEMS,
+    ATTR_WORKER_COUNT,
     ATTR_WORKER_ID,
     METER_NAME,
+    OTEL_METRIC_CHUNK_DURATION,
+    OTEL_METRIC_CHUNKS,
+    OTEL_METRIC_ERRORS,
+    OTEL_METRIC_EXECUTION_DURATION,
+    OTEL_METRIC_EXECUTIONS,
+    OTEL_METRIC_IN_PROGRESS,
+    OTEL_METRIC_ITEMS,
+    OTEL_METRIC_OPTIMIZATION_DURATION,
     OTEL_METRICS,
     SPAN_CHUNK,
     SPAN_EXECUTE,
@@ -59,31 +80,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 INSTALL_HINT = 'pip install "amorsize[otel]"'
-
-# Attributes beyond the fixed ones in amorsize.names.
-ATTR_EXECUTION_ID = "amorsize.execution.id"
-ATTR_STATUS = "amorsize.status"
-ATTR_SPEEDUP_ESTIMATED = "amorsize.speedup.estimated"
-ATTR_SPEEDUP_ACTUAL = "amorsize.speedup.actual"
-ATTR_PARALLEL_EFFICIENCY = "amorsize.parallel_efficiency"
-ATTR_ITEMS_COMPLETED = "amorsize.items.completed"
-ATTR_CHUNKS_COMPLETED = "amorsize.chunks.completed"
-ATTR_WORKER_COUNT = "amorsize.worker.count"
-ATTR_CHUNK_SPANS_DROPPED = "amorsize.chunk_spans.dropped"
-ATTR_CHUNK_SAMPLED = "amorsize.chunk.sampled"
-ATTR_OPTIMIZE_PREFIX = "amorsize.optimize."
-ATTR_ERROR_TYPE = "error.type"  # OpenTelemetry semantic convention (metrics)
-ATTR_EXCEPTION_STACKTRACE = "exception.stacktrace"  # semantic convention (span events)
-
-# OTel metric names (declared with their units in amorsize.names.OTEL_METRICS).
-METRIC_EXECUTIONS = "amorsize.executions"
-METRIC_EXECUTION_DURATION = "amorsize.execution.duration"
-METRIC_OPTIMIZATION_DURATION = "amorsize.optimization.duration"
-METRIC_ITEMS = "amorsize.items.processed"
-METRIC_CHUNKS = "amorsize.chunks.processed"
-METRIC_CHUNK_DURATION = "amorsize.chunk.duration"
-METRIC_ERRORS = "amorsize.errors"
-METRIC_IN_PROGRESS = "amorsize.executions.in_progress"
 
 # Bucket advice for the second-valued histograms (the API default suits milliseconds).
 EXECUTION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
@@ -149,7 +145,7 @@ class _Instruments:
                     spec.name, spec.unit, spec.description
                 )
             elif spec.kind == "histogram":
-                buckets = (EXECUTION_BUCKETS if spec.name != METRIC_CHUNK_DURATION
+                buckets = (EXECUTION_BUCKETS if spec.name != OTEL_METRIC_CHUNK_DURATION
                            else CHUNK_BUCKETS)
                 try:
                     made[spec.name] = meter.create_histogram(
@@ -159,14 +155,14 @@ class _Instruments:
                 except TypeError:  # API older than 1.23: no bucket advice
                     made[spec.name] = meter.create_histogram(spec.name, spec.unit,
                                                              spec.description)
-        self.executions: Counter = made[METRIC_EXECUTIONS]
-        self.execution_duration: Histogram = made[METRIC_EXECUTION_DURATION]
-        self.optimization_duration: Histogram = made[METRIC_OPTIMIZATION_DURATION]
-        self.items: Counter = made[METRIC_ITEMS]
-        self.chunks: Counter = made[METRIC_CHUNKS]
-        self.chunk_duration: Histogram = made[METRIC_CHUNK_DURATION]
-        self.errors: Counter = made[METRIC_ERRORS]
-        self.in_progress: UpDownCounter = made[METRIC_IN_PROGRESS]
+        self.executions: Counter = made[OTEL_METRIC_EXECUTIONS]
+        self.execution_duration: Histogram = made[OTEL_METRIC_EXECUTION_DURATION]
+        self.optimization_duration: Histogram = made[OTEL_METRIC_OPTIMIZATION_DURATION]
+        self.items: Counter = made[OTEL_METRIC_ITEMS]
+        self.chunks: Counter = made[OTEL_METRIC_CHUNKS]
+        self.chunk_duration: Histogram = made[OTEL_METRIC_CHUNK_DURATION]
+        self.errors: Counter = made[OTEL_METRIC_ERRORS]
+        self.in_progress: UpDownCounter = made[OTEL_METRIC_IN_PROGRESS]
 
 
 @dataclass
