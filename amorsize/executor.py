@@ -16,8 +16,10 @@ from __future__ import annotations
 import itertools
 import math
 import multiprocessing
+import os
 import sys
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import (
@@ -127,6 +129,9 @@ class _Job:
             raise ValueError(f"total_items must be an int >= 0, got {total_items!r}")
         if not isinstance(progress_interval, (int, float)) or progress_interval < 0:
             raise ValueError(f"progress_interval must be >= 0 seconds, got {progress_interval!r}")
+        if mp_context is not None and not isinstance(mp_context, BaseContext):
+            raise TypeError("mp_context must be a multiprocessing context "
+                            f"(multiprocessing.get_context(...)), got {type(mp_context).__name__}")
         if max_tasks_per_child is not None:
             if not isinstance(max_tasks_per_child, int) or max_tasks_per_child < 1:
                 raise ValueError(
@@ -137,6 +142,9 @@ class _Job:
             if executor is not None:
                 raise ValueError("max_tasks_per_child applies to pools amorsize creates, "
                                  "not to a caller's executor")
+            if mp_context is not None and mp_context.get_start_method() == "fork":
+                raise ValueError("max_tasks_per_child needs the 'spawn' or 'forkserver' "
+                                 "start method; mp_context uses 'fork'")
         self.func = func
         self.data = data
         self.manager = as_hook_manager(hooks)
@@ -216,17 +224,18 @@ class _Job:
         events."""
         started = time.perf_counter()
         wall_started = time.time()
-        optimization, sample, rest = self._optimize()
+        try:
+            optimization, sample, rest = self._optimize()
+        except BaseException as failure:
+            # The input raised while being sampled, the user interrupted the sample,
+            # or the decision refused the arguments: still one run, reported as such.
+            try:
+                self._report_failed_optimization(failure, started, wall_started)
+            finally:
+                self._detach_progress()
+            raise
         self.optimization = optimization
-        publisher = RunPublisher(
-            self.manager,
-            function=function_label(self.func),
-            execution_id=uuid.uuid4().hex,
-            started=started,
-            wall_started=wall_started,
-            optimization=optimization,
-            progress_interval=self.progress_interval,
-        )
+        publisher = self._publisher(optimization, started, wall_started)
         publisher.pre_execute()
         status = STATUS_ERROR
         produced = 0
@@ -248,7 +257,8 @@ class _Job:
             report = failed.report
             error = report.error or RuntimeError("a task failed without an exception")
             publisher.error(error, report.error_traceback, status=STATUS_ERROR, report=report)
-            if error.__traceback__ is None and report.error_traceback:
+            if report.error_traceback and report.pid != os.getpid():
+                # Raised in another process: its traceback came back as text only.
                 error.__cause__ = WorkerTraceback(report.error_traceback)
             raise error from error.__cause__
         except GeneratorExit:
@@ -260,15 +270,57 @@ class _Job:
             status = STATUS_CANCELLED
             publisher.error(interrupt, None, status=STATUS_CANCELLED)
             raise
-        except Exception as error:
-            import traceback
-
+        except BaseException as error:
             publisher.error(error, traceback.format_exc(), status=STATUS_ERROR)
             raise
         finally:
-            publisher.finish(status, produced)
-            if self.progress_hook is not None and self.manager is not None:
-                self.manager.remove(self.progress_hook)
+            try:
+                publisher.finish(status, produced)
+            finally:
+                self._detach_progress()
+
+    def _detach_progress(self) -> None:
+        """Take the progress bar this run added off the (maybe caller's) manager."""
+        if self.progress_hook is not None and self.manager is not None:
+            self.manager.remove(self.progress_hook)
+
+    def _publisher(
+        self, optimization: OptimizationResult, started: float, wall_started: float
+    ) -> RunPublisher:
+        return RunPublisher(
+            self.manager,
+            function=function_label(self.func),
+            execution_id=uuid.uuid4().hex,
+            started=started,
+            wall_started=wall_started,
+            optimization=optimization,
+            progress_interval=self.progress_interval,
+        )
+
+    def _report_failed_optimization(
+        self, failure: BaseException, started: float, wall_started: float
+    ) -> None:
+        """PRE_EXECUTE, ON_ERROR and POST_EXECUTE for a run that failed while deciding."""
+        if self.manager is None:
+            return
+        interrupted = isinstance(failure, KeyboardInterrupt)
+        status = STATUS_CANCELLED if interrupted else STATUS_ERROR
+        optimization = OptimizationResult(
+            n_jobs=self.n_jobs or 1,
+            chunksize=self.chunksize or 1,
+            executor_type=self.executor_type or "serial",
+            estimated_speedup=math.nan,
+            reason=f"The run failed while deciding how to run: {type(failure).__name__}.",
+            total_items=self.total_items
+            if self.total_items is not None
+            else known_length(self.data),
+            optimization_seconds=time.perf_counter() - started,
+        )
+        self.optimization = optimization
+        publisher = self._publisher(optimization, started, wall_started)
+        publisher.pre_execute()
+        publisher.error(failure, None if interrupted else traceback.format_exc(), status=status)
+        publisher.finish(status, 0)
 
     def _run_rest(
         self,
@@ -308,10 +360,10 @@ class _Job:
                                       thread_name_prefix="amorsize")
         if self.max_tasks_per_child is not None:
             context = self.mp_context or multiprocessing.get_context("spawn")
-            return ProcessPoolExecutor(  # type: ignore[call-arg]
-                max_workers=optimization.n_jobs,
-                mp_context=context,
-                max_tasks_per_child=self.max_tasks_per_child,
+            # Passed through a dict: the keyword exists from Python 3.11 on only.
+            recycling: dict[str, Any] = {"max_tasks_per_child": self.max_tasks_per_child}
+            return ProcessPoolExecutor(
+                max_workers=optimization.n_jobs, mp_context=context, **recycling
             )
         return ProcessPoolExecutor(max_workers=optimization.n_jobs, mp_context=self.mp_context)
 
@@ -350,6 +402,8 @@ def _run_on_pool(
     publisher: RunPublisher,
 ) -> Iterator[list[Any]]:
     """Submit chunks (at most `window` not yet handed back); yield their results in order."""
+    # Threads share the parent's memory: keep the original exception object there.
+    portable = not isinstance(pool, ThreadPoolExecutor)
     pending: dict[Future[ChunkReport], int] = {}
     finished: dict[int, list[Any]] = {}
     next_id: Optional[int] = None
@@ -365,7 +419,7 @@ def _run_on_pool(
                     break
                 if next_id is None:
                     next_id = chunk_id
-                pending[pool.submit(run_chunk, func, chunk_id, items)] = chunk_id
+                pending[pool.submit(run_chunk, func, chunk_id, items, portable)] = chunk_id
             if not pending and not finished:
                 break
             if pending and (next_id not in finished):

@@ -62,6 +62,7 @@ class RunPublisher:
         self.chunks_completed = 0
         self.workers: dict[str, WorkerTally] = {}
         self._last_progress = float("-inf")
+        self._progress_done = False  # the last ON_PROGRESS fired was at 100 %
         self._finished = False
 
     # ------------------------------------------------------------------ helpers
@@ -99,7 +100,7 @@ class RunPublisher:
         rates: dict[str, Any] = {
             "throughput_items_per_sec": throughput,
             "items_remaining": remaining,
-            "percent_complete": None if not total else min(100.0, 100.0 * done / total),
+            "percent_complete": _percent(done, total),
             "avg_item_time": self.busy_seconds / done if done else None,
         }
         if remaining is not None and throughput > 0:
@@ -168,11 +169,16 @@ class RunPublisher:
                     "sampled": sampled,
                 },
             )
-        if HookEvent.ON_PROGRESS in self.active:
-            now = time.perf_counter()
-            if now - self._last_progress >= self.progress_interval:
-                self._last_progress = now
-                self._fire(HookEvent.ON_PROGRESS, **self._rates(now - self.started))
+            if HookEvent.ON_PROGRESS in self.active:
+                now = time.perf_counter()
+                if now - self._last_progress >= self.progress_interval:
+                    self._last_progress = now
+                    self._progress(now - self.started)
+
+    def _progress(self, elapsed: float) -> None:
+        rates = self._rates(elapsed)
+        self._progress_done = rates["percent_complete"] == 100.0
+        self._fire(HookEvent.ON_PROGRESS, **rates)
 
     def error(
         self,
@@ -211,7 +217,8 @@ class RunPublisher:
         if status == "success":
             if self.total_items is None:
                 self.total_items = self.items_completed
-            self._fire(HookEvent.ON_PROGRESS, **self._rates(elapsed))
+            if HookEvent.ON_PROGRESS in self.active and not self._progress_done:
+                self._progress(elapsed)
         for tally in self.workers.values():
             self._fire(
                 HookEvent.ON_WORKER_END,
@@ -244,3 +251,12 @@ class RunPublisher:
                 "end_time": time.time(),
             },
         )
+
+
+def _percent(done: int, total: Optional[int]) -> Optional[float]:
+    """Percent complete; None when the total is unknown, 100 for an empty job."""
+    if total is None:
+        return None
+    if total <= 0:
+        return 100.0
+    return min(100.0, 100.0 * done / total)

@@ -131,6 +131,18 @@ def _pickled(value: Any) -> tuple[Optional[bytes], float]:
     return data, time.perf_counter() - started
 
 
+def _unpickle_seconds(data: Optional[bytes]) -> Optional[float]:
+    """Seconds to unpickle `data`; None when it is missing or cannot be unpickled."""
+    if data is None:
+        return None
+    started = time.perf_counter()
+    try:
+        pickle.loads(data)
+    except Exception:
+        return None
+    return time.perf_counter() - started
+
+
 def _is_picklable(value: Any) -> bool:
     try:
         pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
@@ -170,27 +182,25 @@ def take_sample(func: Callable[[Any], Any], data: Iterable[Any], sample_size: in
         trace_memory = index == 0 and not tracemalloc.is_tracing()
         if trace_memory:
             tracemalloc.start()
-        cpu0 = time.process_time()
-        t0 = time.perf_counter()
         try:
+            cpu0 = time.process_time()
+            t0 = time.perf_counter()
             result = func(item)
+            t1 = time.perf_counter()
+            cpu1 = time.process_time()
+            if trace_memory:
+                peak = tracemalloc.get_traced_memory()[1]
         except Exception as exc:
             error, error_tb = exc, traceback.format_exc()
+            break
+        finally:
             if trace_memory:
                 tracemalloc.stop()
-            break
-        t1 = time.perf_counter()
-        cpu1 = time.process_time()
-        if trace_memory:
-            peak = tracemalloc.get_traced_memory()[1]
-            tracemalloc.stop()
         result_data, result_seconds = _pickled(result)
+        unpickle_seconds = _unpickle_seconds(result_data)
+        if unpickle_seconds is None:
+            result_data = None
         results_picklable &= result_data is not None
-        unpickle_seconds = 0.0
-        if result_data is not None:
-            u0 = time.perf_counter()
-            pickle.loads(result_data)
-            unpickle_seconds = time.perf_counter() - u0
         results.append(result)
         measurements.append(
             ItemMeasurement(
@@ -200,7 +210,7 @@ def take_sample(func: Callable[[Any], Any], data: Iterable[Any], sample_size: in
                 input_pickle_seconds=input_seconds,
                 result_bytes=None if result_data is None else len(result_data),
                 result_pickle_seconds=result_seconds,
-                result_unpickle_seconds=unpickle_seconds,
+                result_unpickle_seconds=unpickle_seconds or 0.0,
             )
         )
     finished = time.perf_counter()

@@ -17,17 +17,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
-# The worker's own start time: set the first time this process runs a chunk. Keyed by
-# pid because a forked child inherits the parent's module state.
-_process_started: tuple[int, float] = (0, 0.0)
+# The worker's own start time: set the first time this thread of this process runs a
+# chunk. Per thread because thread-pool workers are workers too; keyed by pid because a
+# forked child inherits the parent's thread state.
+_local = threading.local()
 
 
 def _worker_started_at() -> float:
-    global _process_started
     pid = os.getpid()
-    if _process_started[0] != pid:
-        _process_started = (pid, time.time())
-    return _process_started[1]
+    started: Optional[tuple[int, float]] = getattr(_local, "started", None)
+    if started is None or started[0] != pid:
+        started = (pid, time.time())
+        _local.started = started
+    return started[1]
 
 
 def _worker_identity() -> str:
@@ -94,7 +96,11 @@ def run_chunk(
     items: Sequence[Any],
     portable_errors: bool = True,
 ) -> ChunkReport:
-    """Call `func` on each item of one chunk; stop at the first exception."""
+    """Call `func` on each item of one chunk; stop at the first exception.
+
+    The exception (made picklable if `portable_errors`) and its formatted traceback go
+    into the report; KeyboardInterrupt is not caught, so an interrupted worker stops.
+    """
     if isinstance(func, FunctionPayload):
         func = func.load()
     started_at = _worker_started_at()
@@ -105,7 +111,7 @@ def run_chunk(
     t0 = time.perf_counter()
     try:
         results = [func(item) for item in items]
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # sys.exit() in the function is its failure too
         error_tb = traceback.format_exc()
         error = _portable_exception(exc) if portable_errors else exc
     duration = time.perf_counter() - t0

@@ -8,16 +8,24 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
+# Helpers multiprocessing starts once per interpreter (spawn/forkserver) and keeps for
+# its lifetime; they are not workers of a run.
+_MULTIPROCESSING_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
+
 
 def live_children() -> list[psutil.Process]:
-    """Child processes of this test process that are still running."""
+    """Child processes of this test process that are still running (workers, not the
+    multiprocessing resource tracker or fork server)."""
     alive = []
     for child in psutil.Process().children(recursive=True):
         try:
-            if child.status() != psutil.STATUS_ZOMBIE:
-                alive.append(child)
+            if child.status() == psutil.STATUS_ZOMBIE:
+                continue
+            command = " ".join(child.cmdline())
         except psutil.NoSuchProcess:
             continue
+        if not any(helper in command for helper in _MULTIPROCESSING_HELPERS):
+            alive.append(child)
     return alive
 
 

@@ -58,3 +58,57 @@ def sigkill_on_13(x: int) -> int:
     if x == 13:
         os.kill(os.getpid(), signal.SIGKILL)
     return x
+
+
+def heavy(x: int) -> int:
+    """A few milliseconds of pure-Python CPU work."""
+    return spin(x, 60_000)
+
+
+def tag(x: object) -> tuple[object, int]:
+    """Return the item and the pid that computed it (identifies every call's item)."""
+    return x, os.getpid()
+
+
+def sleepy_tag(x: object, seconds: float = 0.02) -> tuple[object, int]:
+    """Sleep a known time in the worker, then return the item and the worker pid."""
+    time.sleep(seconds)
+    return x, os.getpid()
+
+
+def returns_lock(x: int) -> object:
+    """Return something that cannot be pickled (fails in a worker, not in the parent)."""
+    import threading
+
+    return threading.Lock()
+
+
+def lock_after_10(x: int) -> object:
+    """Return a picklable result for the first items, then an unpicklable one."""
+    return returns_lock(x) if x >= 10 else x
+
+
+def exit_3_on_13(x: int) -> int:
+    """Call sys.exit(3) on item 13."""
+    import sys
+
+    if x == 13:
+        sys.exit(3)
+    return x
+
+
+class LockedError(Exception):
+    """An exception that cannot be pickled: it carries a lock."""
+
+    def __init__(self, message: str) -> None:
+        import threading
+
+        super().__init__(message)
+        self.lock = threading.Lock()
+
+
+def raise_unpicklable_on_13(x: int) -> int:
+    """Raise an exception that cannot cross a process boundary on item 13."""
+    if x == 13:
+        raise LockedError(f"item {x} holds a lock")
+    return x

@@ -1,0 +1,260 @@
+"""optimize(): decisions, fixed settings, bad input, pickling fallbacks, one-shot inputs."""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import os
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from amorsize import execute, optimize, system
+from amorsize.optimizer import OptimizationResult
+from tests.workloads import Boom, heavy, nap, raise_on_13, square
+
+
+def counting(n: int, read: list[int]) -> Iterator[int]:
+    """Yield 0..n-1, recording how many were read."""
+    for i in range(n):
+        read[0] += 1
+        yield i
+
+
+# ------------------------------------------------------------------ decisions
+
+
+def test_cheap_items_run_serially_with_a_reason() -> None:
+    result = optimize(square, range(10_000))
+    assert result.executor_type == "serial"
+    assert result.n_jobs == 1
+    assert result.estimated_speedup == 1.0
+    assert result.reason and result.reason.endswith(".")
+    assert result.chunksize >= 1
+
+
+def test_heavy_cpu_items_go_to_processes() -> None:
+    result = optimize(heavy, range(2_000))
+    assert result.executor_type == "process", result.explain()
+    assert result.n_jobs >= 2
+    assert result.estimated_speedup > 1.0
+    assert "process" in result.reason
+
+
+def test_sleeping_items_go_to_more_threads_than_cores() -> None:
+    result = optimize(nap, range(2_000))
+    assert result.executor_type == "thread", result.explain()
+    assert result.n_jobs > system.usable_cores()
+    assert "waiting" in result.reason
+
+
+@pytest.mark.parametrize(
+    ("fixed", "check"),
+    [
+        ({"n_jobs": 2, "chunksize": 7, "executor_type": "thread"},
+         {"n_jobs": 2, "chunksize": 7, "executor_type": "thread"}),
+        ({"n_jobs": 2, "chunksize": 3, "executor_type": "process"},
+         {"n_jobs": 2, "chunksize": 3, "executor_type": "process"}),
+        ({"executor_type": "process"}, {"executor_type": "process"}),
+        ({"executor_type": "thread"}, {"executor_type": "thread"}),
+        ({"executor_type": "serial"}, {"executor_type": "serial", "n_jobs": 1}),
+        ({"n_jobs": 3}, {"n_jobs": 3}),
+        ({"n_jobs": 1}, {"n_jobs": 1, "executor_type": "serial"}),
+        ({"chunksize": 5}, {"chunksize": 5}),
+    ],
+    ids=["all-thread", "all-process", "process", "thread", "serial", "n_jobs", "n_jobs-1",
+         "chunksize"],
+)
+def test_fixed_settings_are_respected(fixed: dict[str, Any], check: dict[str, Any]) -> None:
+    result = optimize(square, range(200), **fixed)
+    for name, value in check.items():
+        assert getattr(result, name) == value, result.explain()
+
+
+def test_fixed_process_decision_states_its_source() -> None:
+    result = optimize(square, range(200), n_jobs=2, executor_type="process")
+    assert "fixed" in result.reason
+
+
+# ------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "name"),
+    [
+        ({"func": 42}, TypeError, "func"),
+        ({"data": 5}, TypeError, "data"),
+        ({"data": None}, TypeError, "data"),
+        ({"sample_size": 0}, ValueError, "sample_size"),
+        ({"sample_size": -3}, ValueError, "sample_size"),
+        ({"sample_size": 2.5}, TypeError, "sample_size"),
+        ({"target_chunk_duration": 0}, ValueError, "target_chunk_duration"),
+        ({"target_chunk_duration": -0.5}, ValueError, "target_chunk_duration"),
+        ({"target_chunk_duration": float("nan")}, ValueError, "target_chunk_duration"),
+        ({"target_chunk_duration": "fast"}, TypeError, "target_chunk_duration"),
+        ({"n_jobs": 0}, ValueError, "n_jobs"),
+        ({"n_jobs": -1}, ValueError, "n_jobs"),
+        ({"n_jobs": 2.0}, TypeError, "n_jobs"),
+        ({"n_jobs": True}, TypeError, "n_jobs"),
+        ({"chunksize": 0}, ValueError, "chunksize"),
+        ({"chunksize": "10"}, TypeError, "chunksize"),
+        ({"executor_type": "gpu"}, ValueError, "executor_type"),
+    ],
+)
+@pytest.mark.parametrize("entry", ["optimize", "execute"])
+def test_bad_input_names_the_parameter(kwargs: dict[str, Any], error: type[Exception],
+                                       name: str, entry: str) -> None:
+    arguments: dict[str, Any] = {"func": square, "data": range(10)}
+    arguments.update(kwargs)
+    func, data = arguments.pop("func"), arguments.pop("data")
+    target = optimize if entry == "optimize" else execute
+    with pytest.raises(error, match=name):
+        target(func, data, **arguments)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"max_in_flight": 0}, "max_in_flight"),
+        ({"total_items": -1}, "total_items"),
+        ({"progress_interval": -1}, "progress_interval"),
+        ({"executor": "pool"}, "executor"),
+        ({"max_tasks_per_child": 0}, "max_tasks_per_child"),
+        ({"max_tasks_per_child": 1, "mp_context": multiprocessing.get_context("fork")},
+         "max_tasks_per_child"),
+        ({"mp_context": "spawn"}, "mp_context"),
+        ({"hooks": 42}, "hooks"),
+        ({"executor": ThreadPoolExecutor(1), "executor_type": "thread"}, "executor_type"),
+    ],
+    ids=["max_in_flight", "total_items", "progress_interval", "executor",
+         "max_tasks_per_child", "fork-recycling", "mp_context", "hooks", "executor-twice"],
+)
+def test_bad_execute_options_name_the_parameter(kwargs: dict[str, Any], name: str) -> None:
+    with pytest.raises((TypeError, ValueError), match=name):
+        execute(square, range(10), **kwargs)
+
+
+def test_sampled_function_error_is_raised_by_optimize() -> None:
+    with pytest.raises(Boom):
+        optimize(raise_on_13, range(10, 20))
+
+
+# ------------------------------------------------------------------ pickling
+
+
+def test_lambda_runs_in_processes_through_cloudpickle(no_leftover_children: None) -> None:
+    offset = 7
+    func = lambda x: (x + offset, os.getpid())  # noqa: E731
+    results, decision = execute(func, range(40), executor_type="process", n_jobs=2,
+                                return_optimization_result=True)
+    assert [r for r, _ in results] == [x + 7 for x in range(40)]
+    assert decision.executor_type == "process"
+    assert decision.use_cloudpickle
+    assert any("cloudpickle" in w for w in decision.warnings)
+    assert {pid for _, pid in results} - {os.getpid()}
+
+
+def test_unpicklable_items_rule_out_processes_with_a_warning() -> None:
+    locks = [threading.Lock() for _ in range(50)]
+    result = optimize(lambda lock: heavy(1), locks)
+    assert result.executor_type != "process"
+    assert any("input items cannot be pickled" in w for w in result.warnings)
+    results = execute(lambda lock: lock.locked(), locks)
+    assert results == [False] * 50
+
+
+def test_unpicklable_items_with_processes_forced_fail_at_once() -> None:
+    with pytest.raises(TypeError, match="executor_type='thread'"):
+        optimize(square, [threading.Lock() for _ in range(5)], executor_type="process")
+
+
+def test_unpicklable_results_rule_out_processes() -> None:
+    result = optimize(lambda x: threading.Lock(), range(50))
+    assert result.executor_type != "process"
+    assert any("results cannot be pickled" in w for w in result.warnings)
+
+
+# ------------------------------------------------------------------ explain
+
+
+def test_explain_shows_the_measured_figures() -> None:
+    result = optimize(nap, range(200))
+    text = result.explain()
+    assert f"n_jobs={result.n_jobs}" in text
+    assert result.reason in text
+    for figure in ("mean item time (s)", "cpu time / wall time", "pickled input (bytes/item)",
+                   "usable cores", "available memory (bytes)", "start method",
+                   "thread task round-trip (s)", "estimated speedup"):
+        assert figure in text, figure
+    assert str(result) == text
+    assert result.figures["sampled items"] == 5
+    assert result.figures["usable cores"] == system.usable_cores()
+
+
+def test_explain_lists_warnings() -> None:
+    result = optimize(square, (x for x in range(100)))
+    assert result.warnings
+    assert all(f"warning: {w}" in result.explain() for w in result.warnings)
+
+
+# ------------------------------------------------------------------ one-shot inputs
+
+
+def test_generator_sampled_items_are_chained_back() -> None:
+    read = [0]
+    result = optimize(square, counting(50, read))
+    assert read[0] == 5
+    assert result.data is not None
+    assert list(result.data) == list(range(50))
+
+
+def test_sequence_is_passed_on_unchanged() -> None:
+    data = list(range(30))
+    result = optimize(square, data)
+    assert result.data is data
+    assert result.total_items == 30
+
+
+def test_iterator_over_a_sequence_keeps_every_item() -> None:
+    data = iter(list(range(30)))
+    result = optimize(square, data, sample_size=3)
+    assert result.data is not None
+    assert list(result.data) == list(range(30))
+
+
+def test_unknown_length_is_assumed_with_a_warning() -> None:
+    result = optimize(square, (x for x in range(100)))
+    assert result.total_items is None
+    assert any("total_items" in w for w in result.warnings)
+
+
+@pytest.mark.timeout(60)
+def test_len_is_never_forced_on_an_unbounded_input() -> None:
+    result = optimize(nap, itertools.count(), total_items=1000)
+    assert result.total_items == 1000
+    assert not any("no len()" in w for w in result.warnings)
+    assert result.data is not None
+    assert list(itertools.islice(result.data, 8)) == list(range(8))
+
+
+@pytest.mark.timeout(60)
+def test_unbounded_input_without_a_hint_still_decides() -> None:
+    result = optimize(square, itertools.count())
+    assert isinstance(result, OptimizationResult)
+    assert result.data is not None
+    assert next(iter(result.data)) == 0
+
+
+def test_sample_size_is_respected() -> None:
+    calls: list[int] = []
+
+    def record(x: int) -> int:
+        calls.append(x)
+        return x
+
+    result = optimize(record, range(100), sample_size=3)
+    assert calls == [0, 1, 2]
+    assert result.figures["sampled items"] == 3

@@ -1,0 +1,142 @@
+"""What the machine offers: cgroup limits (fake cgroup trees), affinity, memory, costs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Optional
+
+import psutil
+import pytest
+
+from amorsize import system
+
+
+def cgroup(root: Path, files: dict[str, str]) -> Path:
+    """Write a fake cgroup tree under `root` and return it."""
+    for name, content in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content + "\n")
+    return root
+
+
+# ------------------------------------------------------------------ CPU quota
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({"cpu.max": "200000 100000"}, 2.0),
+        ({"cpu.max": "50000 100000"}, 0.5),
+        ({"cpu.max": "150000 100000"}, 1.5),
+        ({"cpu.max": "max 100000"}, None),
+        ({"cpu.max": "max"}, None),
+        ({"cpu/cpu.cfs_quota_us": "300000", "cpu/cpu.cfs_period_us": "100000"}, 3.0),
+        ({"cpu/cpu.cfs_quota_us": "-1", "cpu/cpu.cfs_period_us": "100000"}, None),
+        ({"cpu/cpu.cfs_quota_us": "25000"}, None),
+        ({}, None),
+    ],
+    ids=["v2-2", "v2-half", "v2-1.5", "v2-max", "v2-max-only", "v1-3", "v1-unlimited",
+         "v1-no-period", "none"],
+)
+def test_cgroup_cpu_quota(tmp_path: Path, files: dict[str, str],
+                          expected: Optional[float]) -> None:
+    assert system.cgroup_cpu_quota(cgroup(tmp_path, files)) == expected
+
+
+def test_cgroup_v2_takes_precedence_over_v1(tmp_path: Path) -> None:
+    root = cgroup(tmp_path, {
+        "cpu.max": "100000 100000",
+        "cpu/cpu.cfs_quota_us": "400000",
+        "cpu/cpu.cfs_period_us": "100000",
+    })
+    assert system.cgroup_cpu_quota(root) == 1.0
+
+
+# ------------------------------------------------------------------ memory limit
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({"memory.max": "1000000", "memory.current": "400000"}, 600000),
+        ({"memory.max": "1000", "memory.current": "5000"}, 0),
+        ({"memory.max": "max", "memory.current": "400000"}, None),
+        ({"memory/memory.limit_in_bytes": "2000000",
+          "memory/memory.usage_in_bytes": "500000"}, 1500000),
+        ({"memory/memory.limit_in_bytes": str(2**63 - 4096),
+          "memory/memory.usage_in_bytes": "500000"}, None),
+        ({"memory.max": "1000000"}, None),
+        ({}, None),
+    ],
+    ids=["v2", "v2-over", "v2-max", "v1", "v1-unlimited", "v2-no-usage", "none"],
+)
+def test_cgroup_memory_available(tmp_path: Path, files: dict[str, str],
+                                 expected: Optional[int]) -> None:
+    assert system.cgroup_memory_available(cgroup(tmp_path, files)) == expected
+
+
+def test_available_memory_respects_the_cgroup_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    unlimited = system.available_memory()
+    assert unlimited > 0
+    monkeypatch.setattr(system, "cgroup_memory_available", lambda: 12345)
+    assert system.available_memory() == 12345
+
+
+# ------------------------------------------------------------------ cores
+
+
+def test_usable_cores_within_affinity() -> None:
+    cores = system.usable_cores()
+    assert 1 <= cores <= len(os.sched_getaffinity(0))
+
+
+def test_usable_cores_respects_the_cpu_quota(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(system, "cgroup_cpu_quota", lambda: 0.5)
+    assert system.usable_cores() == 1
+    monkeypatch.setattr(system, "cgroup_cpu_quota", lambda: 1000.0)
+    assert system.usable_cores() == len(os.sched_getaffinity(0))
+    monkeypatch.setattr(system, "cgroup_cpu_quota", lambda: 1.7)
+    assert system.usable_cores() == 1
+
+
+def test_usable_cores_respects_affinity_in_a_pinned_process() -> None:
+    code = textwrap.dedent(
+        """
+        import os
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+        from amorsize import system
+        print(system.usable_cores())
+        """
+    )
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, timeout=60).stdout
+    assert output.strip() == "1"
+
+
+def test_physical_cores_and_start_method() -> None:
+    assert 1 <= system.physical_cores() <= (psutil.cpu_count() or 1)
+    assert system.start_method() in ("fork", "spawn", "forkserver")
+
+
+# ------------------------------------------------------------------ measured costs
+
+
+def test_process_costs_are_measured_once_and_cached() -> None:
+    costs = system.process_costs()
+    assert costs is system.process_costs()
+    assert costs.start_method == system.start_method()
+    assert costs.worker_start > 0
+    assert costs.task_roundtrip > 0
+    assert costs.ipc_seconds_per_byte >= 0
+
+
+def test_thread_costs_are_measured_once_and_cached() -> None:
+    costs = system.thread_costs()
+    assert costs is system.thread_costs()
+    assert costs.worker_start > 0
+    assert costs.task_roundtrip > 0
