@@ -27,6 +27,8 @@ MIN_PARALLEL_SECONDS = 0.02
 # CPU time / wall time below which the function is treated as I/O-bound.
 IO_BOUND_CPU_RATIO = 0.5
 MAX_THREADS = 64
+# Work per in-process (serial) chunk: progress events about once a second.
+SERIAL_CHUNK_SECONDS = 1.0
 # Memory a fresh worker process needs before it holds any data (fork, copy-on-write).
 WORKER_BASE_MEMORY = 30 * 1024 * 1024
 
@@ -102,6 +104,8 @@ def validate_common(
     n_jobs: Any,
     chunksize: Any,
     executor_type: Any = None,
+    total_items: Any = None,
+    min_speedup: Any = 1.1,
 ) -> None:
     """Raise TypeError/ValueError naming the parameter for bad arguments."""
     if not callable(func):
@@ -133,6 +137,16 @@ def validate_common(
             f"executor_type must be one of {', '.join(EXECUTOR_TYPES)} or None, "
             f"got {executor_type!r}"
         )
+    if total_items is not None and (
+        not isinstance(total_items, int) or isinstance(total_items, bool) or total_items < 0
+    ):
+        raise ValueError(f"total_items must be an int >= 0 (a hint), got {total_items!r}")
+    if (
+        not isinstance(min_speedup, (int, float))
+        or isinstance(min_speedup, bool)
+        or not 0 < min_speedup < math.inf
+    ):
+        raise ValueError(f"min_speedup must be a positive finite number, got {min_speedup!r}")
 
 
 def _check_int(name: str, value: Any) -> None:
@@ -216,10 +230,28 @@ def max_chunk_for(w: Workload, target_chunk_duration: float) -> int:
     return max(1, int(target_chunk_duration / w.item_seconds))
 
 
+def _serial_chunk(w: Workload, target_chunk_duration: float) -> int:
+    """Items per in-process chunk: about `SERIAL_CHUNK_SECONDS` of work (or the target
+    chunk duration if longer), all items at most.
+
+    In process a chunk costs nothing to send; it only sets how often progress events
+    fire, and every chunk after the first is copied into the result list (an incref
+    per item, which is noticeable next to a 100 ns function), so chunks are long.
+    """
+    seconds = max(target_chunk_duration, SERIAL_CHUNK_SECONDS)
+    return min(max(1, w.items), max_chunk_for(w, seconds))
+
+
 def memory_cap(w: Workload, chunksize: int, available: int) -> int:
     """Most worker processes the available memory allows."""
     per_worker = WORKER_BASE_MEMORY + w.peak_memory * min(chunksize, 4)
     return max(1, int(0.8 * available // per_worker))
+
+
+def _thread_counts(items: int) -> list[int]:
+    """Thread counts worth predicting: 2 to 8, then steps of about 1.5x up to the cap."""
+    counts = {2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32, 48, MAX_THREADS}
+    return sorted(n for n in counts if n <= min(MAX_THREADS, items))
 
 
 def best_plan(
@@ -236,17 +268,20 @@ def best_plan(
 ) -> Plan:
     """Return the candidate configuration with the lowest predicted wall time."""
     max_chunk = max_chunk_for(w, target_chunk_duration)
-    serial_chunk = chunksize or min(max(1, w.items), max_chunk)
+    serial_chunk = chunksize or _serial_chunk(w, target_chunk_duration)
     plans = [Plan("serial", 1, serial_chunk, predict_serial(w))] if "serial" in allowed else []
+    # One worker only makes sense when the caller fixed the kind of pool.
+    fewest = 2 if "serial" in allowed else 1
     if "process" in allowed and process_costs is not None:
         upper = cores if w.cpu_ratio > IO_BOUND_CPU_RATIO else 4 * cores
-        for n in [n_jobs] if n_jobs else range(2, min(upper, w.items) + 1):
+        for n in [n_jobs] if n_jobs else range(fewest, max(fewest, min(upper, w.items)) + 1):
             for c in [chunksize] if chunksize else chunksize_candidates(w.items, n, max_chunk):
                 if memory_cap(w, c, available_memory) < n:
                     continue
                 plans.append(Plan("process", n, c, predict_process(w, n, c, cores, process_costs)))
     if "thread" in allowed:
-        for n in [n_jobs] if n_jobs else range(2, min(MAX_THREADS, w.items) + 1):
+        threads = [1] * (fewest == 1) + _thread_counts(w.items)
+        for n in [n_jobs] if n_jobs else threads:
             for c in [chunksize] if chunksize else chunksize_candidates(w.items, n, max_chunk):
                 plans.append(Plan("thread", n, c, predict_thread(w, n, c, thread_costs)))
     if not plans:
@@ -287,6 +322,7 @@ def decide(
         "pickled result (bytes/item)": sample.mean_result_bytes,
         "pickle+unpickle time (s/item)": w.pickle_seconds,
         "peak memory of one call (bytes)": sample.peak_memory_bytes,
+        "sampled compute (s)": sample.compute_seconds,
         "usable cores": cores,
         "physical cores": system.physical_cores(),
         "available memory (bytes)": available,
@@ -328,12 +364,16 @@ def decide(
     if executor_type is None and n_jobs is None and "serial" in allowed:
         quick = _obviously_serial(w, cores, min_speedup)
         if quick is not None:
-            plan = Plan("serial", 1, chunksize or min(w.items, max_chunk_for(w, target_chunk_duration)),
+            plan = Plan("serial", 1, chunksize or _serial_chunk(w, target_chunk_duration),
                         serial_seconds)
             return _result(plan, serial_seconds, quick, warnings, figures, total, use_cloudpickle)
 
-    process_costs = system.process_costs() if "process" in allowed else None
     thread_costs = system.thread_costs()
+    if "process" in allowed and executor_type is None and n_jobs is None and _threads_win(
+        w, target_chunk_duration, cores, available, thread_costs, chunksize
+    ):
+        allowed.remove("process")  # and the process costs need not be measured
+    process_costs = system.process_costs() if "process" in allowed else None
     if process_costs is not None:
         figures["worker start (s)"] = process_costs.worker_start
         figures["task round-trip (s)"] = process_costs.task_roundtrip
@@ -359,11 +399,33 @@ def decide(
                 f"{plan.n_jobs} workers) is predicted at {speedup:.2f}x, below the "
                 f"{min_speedup:.2f}x needed, so the job runs serially."
             )
-            serial = Plan("serial", 1, chunksize or min(w.items, max_chunk_for(w, target_chunk_duration)),
+            serial = Plan("serial", 1, chunksize or _serial_chunk(w, target_chunk_duration),
                           serial_seconds)
-            return _result(serial, serial_seconds, reason, warnings, figures, total, use_cloudpickle)
+            return _result(serial, serial_seconds, reason, warnings, figures, total,
+                           use_cloudpickle)
     reason = _reason(plan, w, serial_seconds, fixed)
     return _result(plan, serial_seconds, reason, warnings, figures, total, use_cloudpickle)
+
+
+def _threads_win(
+    w: Workload,
+    target_chunk_duration: float,
+    cores: int,
+    available: int,
+    thread_costs: system.ThreadCosts,
+    chunksize: Optional[int],
+) -> bool:
+    """For a waiting (I/O-bound) function: is the best thread plan already faster than
+    any process pool could be, even with free workers and free IPC?"""
+    if w.cpu_ratio > IO_BOUND_CPU_RATIO:
+        return False
+    threads = best_plan(
+        w, target_chunk_duration=target_chunk_duration, cores=cores,
+        available_memory=available, process_costs=None, thread_costs=thread_costs,
+        allowed=["thread"], n_jobs=None, chunksize=chunksize,
+    )
+    process_bound = w.items * w.item_seconds / max(1, min(4 * cores, w.items))
+    return threads.seconds <= process_bound
 
 
 def _process_blocker(sample: Sample) -> Optional[str]:
@@ -408,7 +470,8 @@ def _reason(plan: Plan, w: Workload, serial_seconds: float, fixed: bool) -> str:
     kind = "threads" if plan.executor_type == "thread" else "worker processes"
     why = ""
     if plan.executor_type == "thread":
-        why = f" (the function spends {100 * (1 - w.cpu_ratio):.0f}% of its time waiting, not computing)"
+        waiting = 100 * (1 - w.cpu_ratio)
+        why = f" (the function spends {waiting:.0f}% of its time waiting, not computing)"
     source = "the settings you fixed" if fixed else "the fastest predicted option"
     return (
         f"{plan.n_jobs} {kind} with {plan.chunksize} items per task is {source}{why}: "
@@ -466,7 +529,23 @@ def optimize_with_sample(
         min_speedup=min_speedup,
     )
     result.optimization_seconds = time.perf_counter() - started
+    _end_to_end_speedup(result, sample)
     return result, sample
+
+
+def _end_to_end_speedup(result: OptimizationResult, sample: Sample) -> None:
+    """Make the estimated speedup an end-to-end one, as the run's actual speedup is
+    measured: the time already spent deciding counts, the sampled items are done."""
+    plan_seconds = result.predicted_seconds
+    serial_seconds = result.serial_seconds_estimate
+    if result.executor_type in ("serial", "external") or not plan_seconds or not serial_seconds:
+        return
+    total = result.total_items or 0
+    done = len(sample.results)
+    remaining = (total - done) / total if total > done else 0.0
+    predicted = result.optimization_seconds + plan_seconds * remaining
+    if predicted > 0:
+        result.estimated_speedup = serial_seconds / predicted
 
 
 def optimize(
@@ -488,7 +567,10 @@ def optimize(
     iterables); pass it on instead of the original iterator. Raises the function's
     own exception if it fails on a sampled item.
     """
-    validate_common(func, data, sample_size, target_chunk_duration, n_jobs, chunksize, executor_type)
+    validate_common(
+        func, data, sample_size, target_chunk_duration, n_jobs, chunksize, executor_type,
+        total_items, min_speedup,
+    )
     result, sample = optimize_with_sample(
         func,
         data,

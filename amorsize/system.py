@@ -12,6 +12,7 @@ import functools
 import math
 import multiprocessing
 import os
+import statistics
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -116,28 +117,36 @@ def _payload(size: int) -> bytes:
 _costs_lock = threading.Lock()
 
 
-@functools.lru_cache(maxsize=None)
+# Probe sizes: enough to see the costs, small enough that the first call of a process
+# pays about 12 ms for them (fork start method, 2 cores), most of it the worker start.
+_ROUNDTRIPS = 5
+_TRANSFER_BYTES = 512 * 1024
+_TRANSFERS = 3
+
+
+@functools.cache
 def _measure_process_costs(method: str) -> ProcessCosts:
     context = multiprocessing.get_context(method)
     started = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+    try:
         pool.submit(_echo, None).result()
         worker_start = time.perf_counter() - started
         roundtrips = []
-        for _ in range(30):
+        for _ in range(_ROUNDTRIPS):
             t0 = time.perf_counter()
             pool.submit(_echo, None).result()
             roundtrips.append(time.perf_counter() - t0)
-        roundtrips.sort()
-        task_roundtrip = roundtrips[len(roundtrips) // 2]
-        size = 4 * 1024 * 1024
+        task_roundtrip = statistics.median(roundtrips)
         transfers = []
-        for _ in range(3):
+        for _ in range(_TRANSFERS):
             t0 = time.perf_counter()
-            pool.submit(_payload, size).result()
+            pool.submit(_payload, _TRANSFER_BYTES).result()
             transfers.append(time.perf_counter() - t0)
-        transfer = sorted(transfers)[1]
-    per_byte = max(0.0, transfer - task_roundtrip) / size
+        transfer = statistics.median(transfers)
+    finally:
+        pool.shutdown(wait=True)  # join the probe worker: no process outlives a call
+    per_byte = max(0.0, transfer - task_roundtrip) / _TRANSFER_BYTES
     return ProcessCosts(method, worker_start, task_roundtrip, per_byte)
 
 
@@ -155,7 +164,7 @@ class ThreadCosts:
     task_roundtrip: float
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def thread_costs() -> ThreadCosts:
     """Return the measured thread-pool costs (measured once, then cached)."""
     from concurrent.futures import ThreadPoolExecutor
