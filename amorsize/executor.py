@@ -114,7 +114,8 @@ class _Job:
         mp_context: Optional[BaseContext],
     ) -> None:
         validate_common(
-            func, data, sample_size, target_chunk_duration, n_jobs, chunksize, executor_type
+            func, data, sample_size, target_chunk_duration, n_jobs, chunksize, executor_type,
+            total_items, min_speedup,
         )
         if executor is not None and not isinstance(executor, Executor):
             raise TypeError(
@@ -125,8 +126,6 @@ class _Job:
             raise ValueError("pass either executor= or executor_type=, not both")
         if max_in_flight is not None and (not isinstance(max_in_flight, int) or max_in_flight < 1):
             raise ValueError(f"max_in_flight must be an int >= 1, got {max_in_flight!r}")
-        if total_items is not None and (not isinstance(total_items, int) or total_items < 0):
-            raise ValueError(f"total_items must be an int >= 0, got {total_items!r}")
         if not isinstance(progress_interval, (int, float)) or progress_interval < 0:
             raise ValueError(f"progress_interval must be >= 0 seconds, got {progress_interval!r}")
         if mp_context is not None and not isinstance(mp_context, BaseContext):
@@ -329,15 +328,20 @@ class _Job:
         first_chunk: int,
         publisher: RunPublisher,
     ) -> Iterator[list[Any]]:
-        chunks = _chunked(rest, optimization.chunksize, first_chunk)
         if optimization.executor_type == "serial":
-            for chunk_id, items in chunks:
+            # In-process: stream each chunk straight from the input, no list of items.
+            for chunk_id in itertools.count(first_chunk):
+                items = itertools.islice(rest, optimization.chunksize)
                 report = run_chunk(self.func, chunk_id, items, portable_errors=False)
+                if report.item_count == 0:
+                    return
                 publisher.chunk(report)
                 if report.error is not None:
                     raise _TaskFailed(report)
                 yield report.results
-            return
+                if report.item_count < optimization.chunksize:
+                    return  # the input ran out inside this chunk
+        chunks = _chunked(rest, optimization.chunksize, first_chunk)
         if self.executor is not None:
             yield from _run_on_pool(self.executor, False, self._task_function(optimization),
                                     chunks, self._window(optimization), publisher)
@@ -512,9 +516,7 @@ def execute(
         max_in_flight=max_in_flight, min_speedup=min_speedup,
         max_tasks_per_child=max_tasks_per_child, mp_context=mp_context,
     )
-    results: list[Any] = []
-    for chunk_results in job.run():
-        results.extend(chunk_results)
+    results = _concatenated(list(job.run()))
     if return_optimization_result:
         return results, job.optimization
     return results
@@ -554,6 +556,18 @@ def execute_iter(
         max_tasks_per_child=max_tasks_per_child, mp_context=mp_context,
     )
     return _flatten(job.run())
+
+
+def _concatenated(chunks: list[list[Any]]) -> list[Any]:
+    """Join the chunks' result lists in order, reusing the largest instead of copying it."""
+    if not chunks:
+        return []
+    largest = max(range(len(chunks)), key=lambda i: len(chunks[i]))
+    results = chunks[largest]
+    results[0:0] = [r for chunk in chunks[:largest] for r in chunk]
+    for chunk in chunks[largest + 1:]:
+        results.extend(chunk)
+    return results
 
 
 def _flatten(chunks: Generator[list[Any], None, None]) -> Iterator[Any]:

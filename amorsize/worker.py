@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sized
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
@@ -93,13 +93,15 @@ def _portable_exception(exc: BaseException) -> BaseException:
 def run_chunk(
     func: Union[Callable[[Any], Any], FunctionPayload],
     chunk_id: int,
-    items: Sequence[Any],
+    items: Iterable[Any],
     portable_errors: bool = True,
 ) -> ChunkReport:
     """Call `func` on each item of one chunk; stop at the first exception.
 
-    The exception (made picklable if `portable_errors`) and its formatted traceback go
-    into the report; KeyboardInterrupt is not caught, so an interrupted worker stops.
+    `items` may be a lazy iterable (the in-process path streams an islice of the input
+    without building a list). The exception (made picklable if `portable_errors`) and
+    its formatted traceback go into the report; KeyboardInterrupt is not caught, so an
+    interrupted worker stops.
     """
     if isinstance(func, FunctionPayload):
         func = func.load()
@@ -110,15 +112,22 @@ def run_chunk(
     wall_start = time.time()
     t0 = time.perf_counter()
     try:
-        results = [func(item) for item in items]
+        # list.extend keeps what map produced before an exception: that count tells
+        # which item failed even when `items` is a one-shot iterator.
+        results.extend(map(func, items))
+        item_count = len(results)
     except (Exception, SystemExit) as exc:  # sys.exit() in the function is its failure too
         error_tb = traceback.format_exc()
         error = _portable_exception(exc) if portable_errors else exc
+        item_count = len(results) + 1
+        results = []
     duration = time.perf_counter() - t0
     wall_end = time.time()
+    if isinstance(items, Sized):
+        item_count = len(items)
     return ChunkReport(
         chunk_id=chunk_id,
-        item_count=len(items),
+        item_count=item_count,
         results=results,
         wall_start=wall_start,
         wall_end=wall_end,

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from amorsize.sampling import known_length, take_sample
+from amorsize.sampling import TRACE_BELOW_SECONDS, known_length, take_sample
 from tests.workloads import Boom, raise_on_13, square
 
 
@@ -154,13 +154,36 @@ def test_pickled_sizes_are_measured() -> None:
     assert sample.batch_pickle_seconds is not None
 
 
+BIG = 64 * 1024 * 1024  # above glibc's largest mmap threshold: always fresh pages
+
+
 def test_peak_memory_of_a_call_is_measured() -> None:
     def allocate(x: int) -> int:
-        block = bytearray(4 * 1024 * 1024)
+        block = b"x" * BIG  # written, so resident, and freed on return
         return len(block) + x
 
     sample = take_sample(allocate, range(3), 3)
-    assert sample.peak_memory_bytes >= 4 * 1024 * 1024
+    assert sample.peak_memory_bytes >= BIG * 0.9
+
+
+def test_a_slow_call_is_not_run_under_tracemalloc() -> None:
+    def allocate_slowly(x: int) -> int:
+        block = b"x" * BIG
+        time.sleep(0.005)  # slower than TRACE_BELOW_SECONDS
+        return len(block) + x
+
+    sample = take_sample(allocate_slowly, range(3), 3)
+    assert sample.traced_index is None
+    assert sample.peak_memory_bytes >= BIG * 0.9  # from the resident high-water mark
+
+
+def test_a_fast_call_is_traced_once_and_left_out_of_the_timing() -> None:
+    sample = take_sample(square, range(5), 5)
+    if sample.measurements[0].wall_seconds < TRACE_BELOW_SECONDS:
+        assert sample.traced_index == 1
+    walls = [m.wall_seconds for i, m in enumerate(sample.measurements)
+             if i not in (0, sample.traced_index)]
+    assert sample.mean_item_seconds == pytest.approx(sum(walls) / len(walls))
 
 
 def test_sleeping_function_has_a_low_cpu_ratio() -> None:
@@ -176,7 +199,8 @@ def test_sleeping_function_has_a_low_cpu_ratio() -> None:
 def test_statistics_exclude_the_first_item_when_there_are_others() -> None:
     sample = take_sample(square, range(5), 5)
     walls = [m.wall_seconds for m in sample.measurements]
-    assert sample.mean_item_seconds == pytest.approx(sum(walls[1:]) / 4)
+    timed = [w for i, w in enumerate(walls) if i not in (0, sample.traced_index)]
+    assert sample.mean_item_seconds == pytest.approx(sum(timed) / len(timed))
     assert sample.compute_seconds == pytest.approx(sum(walls))
     single = take_sample(square, [7], 5)
     assert single.mean_item_seconds == single.measurements[0].wall_seconds
