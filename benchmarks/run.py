@@ -345,7 +345,7 @@ def targets(runs: list[WorkloadRun], sums: dict[str, dict[str, Any]],
     out.append("  - the same without the sampled items' own compute (their results are kept): "
                + ", ".join(f"{n} {100 * v:.1f}%" for n, v in extra.items()))
     again = {n: s["repeat_ratio"] for n, s in sums.items()}
-    out.append("- repeated call (machine costs cached, workers reused where safe): "
+    out.append("- repeated call (machine costs cached; workers are not reused yet): "
                + ", ".join(f"{n} {r:.2f}x" for n, r in again.items()))
     if memory is not None:
         out.append(f"- 10M-item generator under 200 MB peak RSS: "
