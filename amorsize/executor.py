@@ -90,6 +90,11 @@ def executor_worker_count(executor: Executor) -> Optional[int]:
     return None
 
 
+# execute_iter() on the in-process path: most results one chunk holds at once (the
+# optimizer's serial chunks hold about a second of work, millions of cheap items).
+STREAMING_SERIAL_CHUNK = 65_536
+
+
 class _Job:
     """One execute() call: validated arguments, then a generator of results."""
 
@@ -112,6 +117,7 @@ class _Job:
         min_speedup: float,
         max_tasks_per_child: Optional[int],
         mp_context: Optional[BaseContext],
+        streaming: bool = False,
     ) -> None:
         validate_common(
             func, data, sample_size, target_chunk_duration, n_jobs, chunksize, executor_type,
@@ -167,6 +173,7 @@ class _Job:
         self.min_speedup = min_speedup
         self.max_tasks_per_child = max_tasks_per_child
         self.mp_context = mp_context
+        self.streaming = streaming
         self.optimization: Optional[OptimizationResult] = None
 
     # ------------------------------------------------------------------ decide
@@ -330,8 +337,11 @@ class _Job:
     ) -> Iterator[list[Any]]:
         if optimization.executor_type == "serial":
             # In-process: stream each chunk straight from the input, no list of items.
+            size = optimization.chunksize
+            if self.streaming and self.chunksize is None:
+                size = min(size, STREAMING_SERIAL_CHUNK)  # bound what one chunk holds
             for chunk_id in itertools.count(first_chunk):
-                items = itertools.islice(rest, optimization.chunksize)
+                items = itertools.islice(rest, size)
                 report = run_chunk(self.func, chunk_id, items, portable_errors=False)
                 if report.item_count == 0:
                     return
@@ -339,7 +349,7 @@ class _Job:
                 if report.error is not None:
                     raise _TaskFailed(report)
                 yield report.results
-                if report.item_count < optimization.chunksize:
+                if report.item_count < size:
                     return  # the input ran out inside this chunk
         chunks = _chunked(rest, optimization.chunksize, first_chunk)
         if self.executor is not None:
@@ -553,7 +563,7 @@ def execute_iter(
         target_chunk_duration=target_chunk_duration, total_items=total_items,
         progress=progress, progress_interval=progress_interval,
         max_in_flight=max_in_flight, min_speedup=min_speedup,
-        max_tasks_per_child=max_tasks_per_child, mp_context=mp_context,
+        max_tasks_per_child=max_tasks_per_child, mp_context=mp_context, streaming=True,
     )
     return _flatten(job.run())
 

@@ -305,6 +305,28 @@ def test_execute_iter_reads_ahead_a_bounded_amount(executor_type: str, fixed: bo
     assert ahead <= 2 * chunks[0] + sampled
 
 
+def test_execute_iter_in_process_holds_a_bounded_chunk_of_results() -> None:
+    from amorsize.executor import STREAMING_SERIAL_CHUNK
+
+    total = 3 * STREAMING_SERIAL_CHUNK + 7
+    read = [0]
+    sizes: list[int] = []
+    hooks = HookManager()
+    hooks.register(HookEvent.ON_CHUNK_COMPLETE, lambda c: sizes.append(c.chunk_size))
+    stream = execute_iter(square, counting(range(total), read), hooks,
+                          executor_type="serial", total_items=total)
+    consumed = 0
+    ahead = 0
+    for value in stream:
+        assert value == consumed * consumed
+        consumed += 1
+        ahead = max(ahead, read[0] - consumed)
+    assert consumed == total
+    assert max(sizes) <= STREAMING_SERIAL_CHUNK
+    assert ahead <= STREAMING_SERIAL_CHUNK
+    assert sum(sizes) == total
+
+
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("executor_type", ["thread", "process"])
 def test_execute_iter_on_an_unbounded_input_can_be_closed(
