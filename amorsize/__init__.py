@@ -12,6 +12,7 @@ from amorsize.executor import (
     WorkerTraceback,
     execute,
     execute_iter,
+    shutdown_workers,
 )
 from amorsize.hooks import (
     Hook,
@@ -44,4 +45,5 @@ __all__ = [
     "execute",
     "execute_iter",
     "optimize",
+    "shutdown_workers",
 ]

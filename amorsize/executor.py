@@ -34,7 +34,7 @@ from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.context import BaseContext
 from typing import Any, Optional, Union
 
-from amorsize import system
+from amorsize import system, warm_pool
 from amorsize.hooks import HookManager, HooksArgument, as_hook_manager
 from amorsize.names import STATUS_CANCELLED, STATUS_ERROR, STATUS_SUCCESS, function_label
 from amorsize.optimizer import OptimizationResult, optimize_with_sample, validate_common
@@ -117,6 +117,7 @@ class _Job:
         min_speedup: float,
         max_tasks_per_child: Optional[int],
         mp_context: Optional[BaseContext],
+        keep_workers: bool = False,
         streaming: bool = False,
     ) -> None:
         validate_common(
@@ -137,6 +138,14 @@ class _Job:
         if mp_context is not None and not isinstance(mp_context, BaseContext):
             raise TypeError("mp_context must be a multiprocessing context "
                             f"(multiprocessing.get_context(...)), got {type(mp_context).__name__}")
+        if not isinstance(keep_workers, bool):
+            raise TypeError(f"keep_workers must be True or False, got {keep_workers!r}")
+        if keep_workers and executor is not None:
+            raise ValueError("keep_workers applies to pools amorsize creates, not to a "
+                             "caller's executor (which stays open anyway)")
+        if keep_workers and max_tasks_per_child is not None:
+            raise ValueError("keep_workers and max_tasks_per_child exclude each other: "
+                             "recycled workers are not kept")
         if max_tasks_per_child is not None:
             if not isinstance(max_tasks_per_child, int) or max_tasks_per_child < 1:
                 raise ValueError(
@@ -173,6 +182,7 @@ class _Job:
         self.min_speedup = min_speedup
         self.max_tasks_per_child = max_tasks_per_child
         self.mp_context = mp_context
+        self.keep_workers = keep_workers
         self.streaming = streaming
         self.optimization: Optional[OptimizationResult] = None
 
@@ -356,9 +366,33 @@ class _Job:
             yield from _run_on_pool(self.executor, False, self._task_function(optimization),
                                     chunks, self._window(optimization), publisher)
             return
+        task = self._task_function(optimization)
+        if self.keep_workers and optimization.executor_type == "process" and (
+            self.max_tasks_per_child is None
+        ):
+            yield from self._run_on_warm_pool(optimization, task, chunks, publisher)
+            return
         pool = self._make_pool(optimization)
-        yield from _run_on_pool(pool, True, self._task_function(optimization), chunks,
-                                self._window(optimization), publisher)
+        yield from _run_on_pool(pool, True, task, chunks, self._window(optimization), publisher)
+
+    def _run_on_warm_pool(
+        self,
+        optimization: OptimizationResult,
+        task: Any,
+        chunks: Iterator[tuple[int, list[Any]]],
+        publisher: RunPublisher,
+    ) -> Iterator[list[Any]]:
+        """keep_workers=True: take the kept pool if it suits, hand it back after success."""
+        method = (self.mp_context or multiprocessing.get_context()).get_start_method()
+        n_jobs = optimization.n_jobs
+        warm = warm_pool.acquire(task, n_jobs, method)
+        pool = warm or ProcessPoolExecutor(max_workers=n_jobs, mp_context=self.mp_context)
+        yield from _run_on_pool(
+            pool, True, task, chunks, self._window(optimization), publisher,
+            on_first_submit=None if warm is not None else (
+                lambda: warm_pool.remember(pool, task)),
+            release=lambda: warm_pool.release(pool, n_jobs, method),
+        )
 
     def _task_function(self, optimization: OptimizationResult) -> Any:
         if optimization.use_cloudpickle:
@@ -414,8 +448,15 @@ def _run_on_pool(
     chunks: Iterator[tuple[int, list[Any]]],
     window: int,
     publisher: RunPublisher,
+    on_first_submit: Optional[Callable[[], None]] = None,
+    release: Optional[Callable[[], bool]] = None,
 ) -> Iterator[list[Any]]:
-    """Submit chunks (at most `window` not yet handed back); yield their results in order."""
+    """Submit chunks (at most `window` not yet handed back); yield their results in order.
+
+    `on_first_submit` runs once the first task is submitted (the workers exist);
+    `release`, after a run that ended normally, may keep the pool (returns True) instead
+    of it being shut down.
+    """
     # Threads share the parent's memory: keep the original exception object there.
     portable = not isinstance(pool, ThreadPoolExecutor)
     pending: dict[Future[ChunkReport], int] = {}
@@ -434,6 +475,9 @@ def _run_on_pool(
                 if next_id is None:
                     next_id = chunk_id
                 pending[pool.submit(run_chunk, func, chunk_id, items, portable)] = chunk_id
+                if on_first_submit is not None:
+                    on_first_submit()
+                    on_first_submit = None
             if not pending and not finished:
                 break
             if pending and (next_id not in finished):
@@ -451,7 +495,8 @@ def _run_on_pool(
                 yield results
         graceful = True
     finally:
-        _close_pool(pool, owned, list(pending), graceful)
+        if not (graceful and release is not None and release()):
+            _close_pool(pool, owned, list(pending), graceful)
 
 
 def _report_of(future: Future[ChunkReport]) -> ChunkReport:
@@ -510,6 +555,7 @@ def execute(
     min_speedup: float = 1.1,
     max_tasks_per_child: Optional[int] = None,
     mp_context: Optional[BaseContext] = None,
+    keep_workers: bool = False,
 ) -> Any:
     """Run `func` over every item of `data` in parallel where it pays; return the
     results in input order (and the OptimizationResult if asked).
@@ -517,6 +563,9 @@ def execute(
     n_jobs, chunksize, executor or executor_type fix that part of the decision; the
     rest is optimized. `hooks` is a HookManager, a Hook object or a list of them.
     `progress=True` shows a tqdm progress bar (extra `amorsize[progress]`).
+    `keep_workers=True` keeps this run's process pool warm (30 s idle) for the next
+    execute() of the same, unchanged function; `shutdown_workers()` ends it sooner.
+    Without it, no worker process outlives the call.
     """
     job = _Job(
         func, data, hooks, n_jobs=n_jobs, chunksize=chunksize, executor=executor,
@@ -525,6 +574,7 @@ def execute(
         progress=progress, progress_interval=progress_interval,
         max_in_flight=max_in_flight, min_speedup=min_speedup,
         max_tasks_per_child=max_tasks_per_child, mp_context=mp_context,
+        keep_workers=keep_workers,
     )
     results = _concatenated(list(job.run()))
     if return_optimization_result:
@@ -550,6 +600,7 @@ def execute_iter(
     min_speedup: float = 1.1,
     max_tasks_per_child: Optional[int] = None,
     mp_context: Optional[BaseContext] = None,
+    keep_workers: bool = False,
 ) -> Iterator[Any]:
     """Like execute(), but yield results in input order as they arrive.
 
@@ -563,9 +614,15 @@ def execute_iter(
         target_chunk_duration=target_chunk_duration, total_items=total_items,
         progress=progress, progress_interval=progress_interval,
         max_in_flight=max_in_flight, min_speedup=min_speedup,
-        max_tasks_per_child=max_tasks_per_child, mp_context=mp_context, streaming=True,
+        max_tasks_per_child=max_tasks_per_child, mp_context=mp_context,
+        keep_workers=keep_workers, streaming=True,
     )
     return _flatten(job.run())
+
+
+def shutdown_workers() -> None:
+    """End the worker processes a keep_workers=True run kept warm, if any."""
+    warm_pool.shutdown_idle()
 
 
 def _concatenated(chunks: list[list[Any]]) -> list[Any]:

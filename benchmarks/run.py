@@ -266,7 +266,8 @@ def render(runs: list[WorkloadRun], info: dict[str, Any], memory: Optional[dict[
         "n_jobs (1 to 4x cores), chunksize (powers of 4 and the even split) and serial, "
         f"its {TOP_CONFIGS} best configurations re-measured in every repeat. Every "
         "method runs in a fresh process; amorsize 1st is its first call there (machine "
-        "costs measured cold), amorsize again a second call in the same process. Each "
+        "costs measured cold, default settings), amorsize again a later call in the same "
+        "process with keep_workers=True, after one that kept its workers warm. Each "
         "ratio is taken within one repeat (method and limit measured minutes apart at "
         "most), then the median over repeats is shown. "
         "Speedups: estimated is what optimize() predicted (end to end), achieved is "
@@ -345,7 +346,7 @@ def targets(runs: list[WorkloadRun], sums: dict[str, dict[str, Any]],
     out.append("  - the same without the sampled items' own compute (their results are kept): "
                + ", ".join(f"{n} {100 * v:.1f}%" for n, v in extra.items()))
     again = {n: s["repeat_ratio"] for n, s in sums.items()}
-    out.append("- repeated call (machine costs cached; workers are not reused yet): "
+    out.append("- repeated call (machine costs cached, warm workers with keep_workers=True): "
                + ", ".join(f"{n} {r:.2f}x" for n, r in again.items()))
     if memory is not None:
         out.append(f"- 10M-item generator under 200 MB peak RSS: "
