@@ -258,29 +258,27 @@ def take_sample(func: Callable[[Any], Any], data: Iterable[Any], sample_size: in
 
 
 class _ResidentPeak:
-    """Peak resident memory growth over a call, from Linux's VmHWM high-water mark.
+    """Resident memory growth over a call, from Linux's /proc/self/status.
 
-    Writing "5" to /proc/self/clear_refs resets VmHWM to the current RSS, so VmHWM
-    after the call minus VmRSS before it is the call's peak growth. Costs microseconds,
-    unlike tracemalloc; counts only memory the call touched. Elsewhere: 0.
+    Reads VmRSS and the VmHWM high-water mark before and after; never resets the
+    high-water mark (that would change what the caller's own peak-memory readings,
+    such as getrusage's ru_maxrss, report). When the call raised the high-water mark,
+    the growth is measured to that peak; otherwise only the RSS it kept is seen, an
+    underestimate. Costs microseconds, unlike tracemalloc. Elsewhere: 0.
     """
 
     def __init__(self) -> None:
-        self.before = 0
-        self.available = False
-        try:
-            with open("/proc/self/clear_refs", "w") as clear:
-                clear.write("5")
-            self.before = _proc_status_kib("VmRSS")
-            self.available = self.before > 0
-        except OSError:
-            pass
+        self.rss_before = _proc_status_kib("VmRSS")
+        self.hwm_before = _proc_status_kib("VmHWM")
 
     def growth(self) -> int:
-        """Bytes the peak resident memory rose above the start."""
-        if not self.available:
+        """Bytes of resident memory the call needed above what was resident before."""
+        if not self.rss_before:
             return 0
-        return max(0, _proc_status_kib("VmHWM") - self.before) * 1024
+        hwm_after = _proc_status_kib("VmHWM")
+        if hwm_after > self.hwm_before:
+            return max(0, hwm_after - self.rss_before) * 1024
+        return max(0, _proc_status_kib("VmRSS") - self.rss_before) * 1024
 
 
 def _proc_status_kib(field_name: str) -> int:

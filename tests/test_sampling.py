@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import itertools
 import pickle
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import tracemalloc
@@ -157,24 +160,46 @@ def test_pickled_sizes_are_measured() -> None:
 BIG = 64 * 1024 * 1024  # above glibc's largest mmap threshold: always fresh pages
 
 
-def test_peak_memory_of_a_call_is_measured() -> None:
-    def allocate(x: int) -> int:
-        block = b"x" * BIG  # written, so resident, and freed on return
-        return len(block) + x
+def _sample_in_fresh_process(pause: float, prior_peak: bool = False) -> tuple[str, int, str]:
+    """take_sample() of a call writing BIG bytes (then sleeping `pause` s) in a fresh
+    interpreter, whose resident high-water mark the call is sure to raise unless
+    `prior_peak` first raised it higher (2 x BIG, freed). Returns the traced index, the
+    peak measured, and whether the process's ru_maxrss never went down."""
+    script = textwrap.dedent(f"""
+        import resource, time
+        from amorsize.sampling import take_sample
+        if {prior_peak}:
+            del_me = b"y" * {2 * BIG}
+            del del_me
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        def allocate(x):
+            block = b"x" * {BIG}
+            time.sleep({pause})
+            return len(block) + x
+        sample = take_sample(allocate, range(3), 3)
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print(sample.traced_index, sample.peak_memory_bytes, before <= after)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True, timeout=60).stdout.split()
+    return out[0], int(out[1]), out[2]
 
-    sample = take_sample(allocate, range(3), 3)
-    assert sample.peak_memory_bytes >= BIG * 0.9
+
+def test_peak_memory_of_a_call_is_measured() -> None:
+    _, peak, _ = _sample_in_fresh_process(0.0)
+    assert peak >= BIG * 0.9
 
 
 def test_a_slow_call_is_not_run_under_tracemalloc() -> None:
-    def allocate_slowly(x: int) -> int:
-        block = b"x" * BIG
-        time.sleep(0.005)  # slower than TRACE_BELOW_SECONDS
-        return len(block) + x
+    traced, peak, _ = _sample_in_fresh_process(0.005)  # > TRACE_BELOW_SECONDS
+    assert traced == "None"
+    assert peak >= BIG * 0.9  # from the resident high-water mark
 
-    sample = take_sample(allocate_slowly, range(3), 3)
-    assert sample.traced_index is None
-    assert sample.peak_memory_bytes >= BIG * 0.9  # from the resident high-water mark
+
+def test_sampling_leaves_the_callers_peak_memory_reading_alone() -> None:
+    # Resetting the high-water mark would drop ru_maxrss below the earlier 2 x BIG peak.
+    _, _, not_lowered = _sample_in_fresh_process(0.005, prior_peak=True)
+    assert not_lowered == "True"
 
 
 def test_a_fast_call_is_traced_once_and_left_out_of_the_timing() -> None:
