@@ -169,7 +169,6 @@ class _Job:
             self.progress_hook = progress if not isinstance(progress, bool) else ProgressBarHook()
             if self.manager is None:
                 self.manager = HookManager()
-            self.manager.add(self.progress_hook)
         self.n_jobs = n_jobs
         self.chunksize = chunksize
         self.executor = executor
@@ -240,6 +239,10 @@ class _Job:
         events."""
         started = time.perf_counter()
         wall_started = time.time()
+        if self.progress_hook is not None and self.manager is not None:
+            # Attached only while the run runs: an execute_iter() never iterated, or a
+            # finished run, leaves the caller's manager as it was.
+            self.manager.add(self.progress_hook)
         try:
             optimization, sample, rest = self._optimize()
         except BaseException as failure:

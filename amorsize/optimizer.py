@@ -429,15 +429,13 @@ def _threads_win(
 
 
 def _process_blocker(sample: Sample) -> Optional[str]:
+    """What cannot be pickled by reference on the way to a worker process, if anything
+    ("function" is handled by sending it with cloudpickle, a core dependency)."""
     if not sample.items_picklable:
         return "input items"
     if not sample.results_picklable:
         return "results"
     if not sample.function_picklable:
-        try:
-            import cloudpickle  # noqa: F401
-        except ImportError:
-            return "function"
         return "function"
     return None
 
