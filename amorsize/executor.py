@@ -38,6 +38,7 @@ from amorsize import system, warm_pool
 from amorsize.hooks import HookManager, HooksArgument, as_hook_manager
 from amorsize.names import STATUS_CANCELLED, STATUS_ERROR, STATUS_SUCCESS, function_label
 from amorsize.optimizer import OptimizationResult, optimize_with_sample, validate_common
+from amorsize.probe_pool import ProbePool
 from amorsize.publisher import RunPublisher
 from amorsize.sampling import Sample, known_length
 from amorsize.worker import ChunkReport, FunctionPayload, _worker_identity, run_chunk
@@ -184,6 +185,7 @@ class _Job:
         self.keep_workers = keep_workers
         self.streaming = streaming
         self.optimization: Optional[OptimizationResult] = None
+        self.probe: Optional[ProbePool] = None
 
     # ------------------------------------------------------------------ decide
 
@@ -226,6 +228,7 @@ class _Job:
             executor_type=model_kind,
             total_items=self.total_items,
             min_speedup=self.min_speedup,
+            process_cost_source=self.probe.costs if self.probe is not None else None,
         )
         if kind == "external":
             result.executor_type = "external"
@@ -243,12 +246,17 @@ class _Job:
             # Attached only while the run runs: an execute_iter() never iterated, or a
             # finished run, leaves the caller's manager as it was.
             self.manager.add(self.progress_hook)
+        if self.executor is None and self.max_tasks_per_child is None and (
+            self.executor_type in (None, "process")
+        ):
+            self.probe = ProbePool(self.n_jobs or system.usable_cores(), self.mp_context)
         try:
             optimization, sample, rest = self._optimize()
         except BaseException as failure:
             # The input raised while being sampled, the user interrupted the sample,
             # or the decision refused the arguments: still one run, reported as such.
             try:
+                self._close_probe()
                 self._report_failed_optimization(failure, started, wall_started)
             finally:
                 self._detach_progress()
@@ -294,9 +302,19 @@ class _Job:
             raise
         finally:
             try:
+                self._close_probe()
                 publisher.finish(status, produced)
             finally:
                 self._detach_progress()
+
+    def _close_probe(self) -> None:
+        """Shut down the probe's pool if the run did not take it."""
+        if self.probe is not None:
+            self.probe.close()
+
+    def _take_probe_pool(self, n_jobs: int) -> Optional[ProcessPoolExecutor]:
+        """The pool the decision started to measure costs, if it has n_jobs workers."""
+        return self.probe.take(n_jobs) if self.probe is not None else None
 
     def _detach_progress(self) -> None:
         """Take the progress bar this run added off the (maybe caller's) manager."""
@@ -389,10 +407,14 @@ class _Job:
         method = (self.mp_context or multiprocessing.get_context()).get_start_method()
         n_jobs = optimization.n_jobs
         warm = warm_pool.acquire(task, n_jobs, method)
-        pool = warm or ProcessPoolExecutor(max_workers=n_jobs, mp_context=self.mp_context)
+        started = None if warm is not None else self._take_probe_pool(n_jobs)
+        if started is not None:
+            warm_pool.remember(started, task)  # its workers forked during this call
+        pool = warm or started or ProcessPoolExecutor(max_workers=n_jobs,
+                                                      mp_context=self.mp_context)
         yield from _run_on_pool(
             pool, True, task, chunks, self._window(optimization), publisher,
-            on_first_submit=None if warm is not None else (
+            on_first_submit=None if warm is not None or started is not None else (
                 lambda: warm_pool.remember(pool, task)),
             release=lambda: warm_pool.release(pool, n_jobs, method),
         )
@@ -416,6 +438,9 @@ class _Job:
             return ProcessPoolExecutor(
                 max_workers=optimization.n_jobs, mp_context=context, **recycling
             )
+        started = self._take_probe_pool(optimization.n_jobs)
+        if started is not None:
+            return started
         return ProcessPoolExecutor(max_workers=optimization.n_jobs, mp_context=self.mp_context)
 
 

@@ -29,13 +29,25 @@ IO_BOUND_CPU_RATIO = 0.5
 MAX_THREADS = 64
 # Work per in-process (serial) chunk: progress events about once a second.
 SERIAL_CHUNK_SECONDS = 1.0
+# How far apart, as a share of one chunk's time, workers given equal chunks still end
+# (the machine's own variation; the items' sampled spread is added when larger).
+CHUNK_TIME_SPREAD = 0.1
+# CPU time one task costs, in idle task round-trips measured on this machine: fitted
+# on 2 cores (fork, Python 3.11), where 16 vs 375 equal tasks of the same 0.4 s of
+# work differed by 0.22 ms of wall time per task with a 0.3 ms round-trip.
+TASK_CPU_ROUNDTRIPS = 1.5
 # Memory a fresh worker process needs before it holds any data (fork, copy-on-write).
 WORKER_BASE_MEMORY = 30 * 1024 * 1024
 
 
 @dataclass
 class OptimizationResult:
-    """How execute() will run the job, and the measured figures behind the decision."""
+    """How execute() will run the job, and the measured figures behind the decision.
+
+    `predicted_seconds` is the plan's predicted wall time for the items left after the
+    dry run (its results are kept); `serial_seconds_estimate` is the whole job run
+    serially; `estimated_speedup` compares the two end to end, deciding included.
+    """
 
     n_jobs: int
     chunksize: int
@@ -61,7 +73,7 @@ class OptimizationResult:
         if self.serial_seconds_estimate is not None:
             lines.append(f"serial time estimate: {self.serial_seconds_estimate:.4f} s")
         if self.predicted_seconds is not None:
-            lines.append(f"predicted time: {self.predicted_seconds:.4f} s")
+            lines.append(f"predicted time after deciding: {self.predicted_seconds:.4f} s")
         lines.append(f"optimization time: {self.optimization_seconds:.4f} s")
         for key, value in self.figures.items():
             shown = f"{value:.6g}" if isinstance(value, float) else str(value)
@@ -173,30 +185,50 @@ def predict_serial(w: Workload) -> float:
     return w.items * w.item_seconds
 
 
-def _tail(w: Workload, n_jobs: int, chunksize: int) -> float:
-    """Expected idle time at the end: the last chunks do not split evenly."""
-    if n_jobs <= 1:
+def _tail(w: Workload, busy_workers: int, chunksize: int) -> float:
+    """Expected time the last worker runs on after the others have stopped.
+
+    Two parts. Whole tasks do not divide evenly among the workers: taken in turn, the
+    tasks leave each worker a load that differs from the mean by up to one chunk (the
+    last, partial chunk included). And chunks never take exactly as long as predicted
+    (the items' own spread, and the machine: other processes, frequency, caches), so
+    workers end apart by a share of one chunk's time. Smaller chunks shrink both, at a
+    per-task cost.
+    """
+    if busy_workers <= 1:
         return 0.0
-    tasks = math.ceil(w.items / chunksize)
-    if tasks <= n_jobs:
-        # Fewer tasks than workers: wall time is the largest task.
-        return 0.0
-    return 0.5 * chunksize * w.item_seconds * (1.0 + w.item_cv)
+    full, partial = divmod(w.items, chunksize)
+    rounds, extra = divmod(full, busy_workers)
+    # Workers [0, extra) get one more full chunk; the partial one goes to the next.
+    most = max((rounds + (extra > 0)) * chunksize, rounds * chunksize + partial)
+    uneven = (most - w.items / busy_workers) * w.item_seconds
+    spread = max(CHUNK_TIME_SPREAD, w.item_cv / math.sqrt(chunksize))
+    return max(0.0, uneven) + spread * min(chunksize, w.items) * w.item_seconds
 
 
 def predict_process(
     w: Workload, n_jobs: int, chunksize: int, cores: int, costs: system.ProcessCosts
 ) -> float:
-    """Predicted wall time on a process pool of `n_jobs` with `chunksize` items per task."""
+    """Predicted wall time on a process pool of `n_jobs` with `chunksize` items per task.
+
+    Start: one worker's measured start, then about half of it for every further one
+    (the parent forks them one by one; they initialise side by side); stop: a quarter
+    of it per worker. Each task costs `TASK_CPU_ROUNDTRIPS` measured idle round-trips
+    of CPU time (parent and worker side: pickling the chunk and its report, the pipe,
+    the bookkeeping), half of it in the parent. On a saturated machine every CPU
+    second is shared by `cores`, so the run takes at least all CPU work / cores.
+    """
     tasks = math.ceil(w.items / chunksize)
-    startup = costs.worker_start * n_jobs
+    startup = costs.worker_start * (1 + n_jobs) / 2 + 0.25 * costs.worker_start * n_jobs
     per_item_ipc = w.pickle_seconds + w.transfer_bytes * costs.ipc_seconds_per_byte
-    parent = w.items * per_item_ipc + tasks * costs.task_roundtrip * 0.25
+    task_cpu = TASK_CPU_ROUNDTRIPS * costs.task_roundtrip
+    parent = w.items * per_item_ipc + tasks * task_cpu / 2
     busy_workers = min(n_jobs, tasks)
-    work = w.items * w.item_seconds * (1.0 if w.cpu_ratio > IO_BOUND_CPU_RATIO else w.cpu_ratio)
-    compute = w.items * w.item_seconds / busy_workers
-    cpu_bound = (work + parent) / cores
-    return startup + max(compute, parent, cpu_bound) + _tail(w, busy_workers, chunksize)
+    io_bound = w.cpu_ratio <= IO_BOUND_CPU_RATIO
+    work = w.items * w.item_seconds * (w.cpu_ratio if io_bound else 1.0)
+    per_worker = (w.items * w.item_seconds + tasks * task_cpu) / busy_workers
+    all_cpu = (work + w.items * per_item_ipc + tasks * task_cpu) / cores
+    return startup + max(per_worker, parent, all_cpu) + _tail(w, busy_workers, chunksize)
 
 
 def predict_thread(
@@ -212,9 +244,10 @@ def predict_thread(
 
 
 def chunksize_candidates(items: int, n_jobs: int, max_chunk: int) -> list[int]:
-    """Chunk sizes worth predicting: powers of 4, even splits, capped at `max_chunk`."""
+    """Chunk sizes worth predicting: powers of 4, even splits (1 to 64 tasks per
+    worker), capped at `max_chunk`."""
     candidates = {1, max(1, math.ceil(items / n_jobs))}
-    for per_worker in (2, 4, 8, 16, 64):
+    for per_worker in (2, 3, 4, 6, 8, 12, 16, 32, 64):
         candidates.add(max(1, math.ceil(items / (n_jobs * per_worker))))
     size = 4
     while size < items:
@@ -261,7 +294,7 @@ def best_plan(
     cores: int,
     available_memory: int,
     process_costs: Optional[system.ProcessCosts],
-    thread_costs: system.ThreadCosts,
+    thread_costs: Optional[system.ThreadCosts],
     allowed: Sequence[str],
     n_jobs: Optional[int],
     chunksize: Optional[int],
@@ -279,7 +312,7 @@ def best_plan(
                 if memory_cap(w, c, available_memory) < n:
                     continue
                 plans.append(Plan("process", n, c, predict_process(w, n, c, cores, process_costs)))
-    if "thread" in allowed:
+    if "thread" in allowed and thread_costs is not None:
         threads = [1] * (fewest == 1) + _thread_counts(w.items)
         for n in [n_jobs] if n_jobs else threads:
             for c in [chunksize] if chunksize else chunksize_candidates(w.items, n, max_chunk):
@@ -298,8 +331,13 @@ def decide(
     executor_type: Optional[str] = None,
     total_items: Optional[int] = None,
     min_speedup: float = 1.1,
+    process_cost_source: Optional[Callable[[], system.ProcessCosts]] = None,
 ) -> OptimizationResult:
-    """Turn a sample into a decision. Fixed n_jobs/chunksize/executor_type are kept."""
+    """Turn a sample into a decision. Fixed n_jobs/chunksize/executor_type are kept.
+
+    `process_cost_source` is called when the decision needs the process costs
+    (default: `system.process_costs`, measured once per process).
+    """
     warnings: list[str] = []
     total = total_items if total_items is not None else sample.total_items
     if total is None:
@@ -310,7 +348,9 @@ def decide(
         )
     else:
         assumed = total
-    w = _workload(sample, max(assumed, 1))
+    # The sampled items are done: every plan is for the rest, which the run splits.
+    w = _workload(sample, max(assumed - len(sample.results), 1))
+    job_serial = predict_serial(_workload(sample, max(assumed, 1)))
     cores = system.usable_cores()
     available = system.available_memory()
     figures: dict[str, Any] = {
@@ -359,26 +399,38 @@ def decide(
     if sample.error is not None:
         plan = Plan("serial", 1, chunksize or 1, serial_seconds)
         reason = "The function raised on a sampled item, so the job stops there."
-        return _result(plan, serial_seconds, reason, warnings, figures, total, use_cloudpickle)
+        return _result(plan, serial_seconds, reason, warnings, figures, total,
+                       use_cloudpickle, job_serial)
 
     if executor_type is None and n_jobs is None and "serial" in allowed:
         quick = _obviously_serial(w, cores, min_speedup)
         if quick is not None:
             plan = Plan("serial", 1, chunksize or _serial_chunk(w, target_chunk_duration),
                         serial_seconds)
-            return _result(plan, serial_seconds, quick, warnings, figures, total, use_cloudpickle)
+            return _result(plan, serial_seconds, quick, warnings, figures, total,
+                           use_cloudpickle, job_serial)
 
-    thread_costs = system.thread_costs()
-    if "process" in allowed and executor_type is None and n_jobs is None and _threads_win(
-        w, target_chunk_duration, cores, available, thread_costs, chunksize
+    if "thread" in allowed and "serial" in allowed and executor_type is None and (
+        w.cpu_ratio * min_speedup > 1
     ):
+        # The GIL runs the computing share one thread at a time: threads can save at
+        # most the waiting share, too little to reach min_speedup (and their costs
+        # need not be measured).
+        allowed.remove("thread")
+    thread_costs = system.thread_costs() if "thread" in allowed else None
+    if thread_costs is not None and "process" in allowed and executor_type is None and (
+        n_jobs is None
+    ) and _threads_win(w, target_chunk_duration, cores, available, thread_costs, chunksize):
         allowed.remove("process")  # and the process costs need not be measured
-    process_costs = system.process_costs() if "process" in allowed else None
+    process_costs = None
+    if "process" in allowed:
+        process_costs = (process_cost_source or system.process_costs)()
     if process_costs is not None:
         figures["worker start (s)"] = process_costs.worker_start
         figures["task round-trip (s)"] = process_costs.task_roundtrip
         figures["ipc cost (s/byte)"] = process_costs.ipc_seconds_per_byte
-    figures["thread task round-trip (s)"] = thread_costs.task_roundtrip
+    if thread_costs is not None:
+        figures["thread task round-trip (s)"] = thread_costs.task_roundtrip
     plan = best_plan(
         w,
         target_chunk_duration=target_chunk_duration,
@@ -402,9 +454,10 @@ def decide(
             serial = Plan("serial", 1, chunksize or _serial_chunk(w, target_chunk_duration),
                           serial_seconds)
             return _result(serial, serial_seconds, reason, warnings, figures, total,
-                           use_cloudpickle)
+                           use_cloudpickle, job_serial)
     reason = _reason(plan, w, serial_seconds, fixed)
-    return _result(plan, serial_seconds, reason, warnings, figures, total, use_cloudpickle)
+    return _result(plan, serial_seconds, reason, warnings, figures, total, use_cloudpickle,
+                   job_serial)
 
 
 def _threads_win(
@@ -485,7 +538,10 @@ def _result(
     figures: dict[str, Any],
     total: Optional[int],
     use_cloudpickle: bool,
+    job_serial: float,
 ) -> OptimizationResult:
+    """`serial_seconds` and the plan cover the items left after the sample;
+    `job_serial` is the whole job run serially."""
     speedup = serial_seconds / plan.seconds if plan.seconds > 0 else 1.0
     return OptimizationResult(
         n_jobs=plan.n_jobs,
@@ -496,7 +552,7 @@ def _result(
         warnings=warnings,
         total_items=total,
         predicted_seconds=plan.seconds,
-        serial_seconds_estimate=serial_seconds,
+        serial_seconds_estimate=job_serial,
         figures=figures,
         use_cloudpickle=use_cloudpickle and plan.executor_type == "process",
     )
@@ -513,6 +569,7 @@ def optimize_with_sample(
     executor_type: Optional[str] = None,
     total_items: Optional[int] = None,
     min_speedup: float = 1.1,
+    process_cost_source: Optional[Callable[[], system.ProcessCosts]] = None,
 ) -> tuple[OptimizationResult, Sample]:
     """Sample `func` on `data` and decide; return the decision and the sample."""
     started = time.perf_counter()
@@ -525,23 +582,21 @@ def optimize_with_sample(
         executor_type=executor_type,
         total_items=total_items,
         min_speedup=min_speedup,
+        process_cost_source=process_cost_source,
     )
     result.optimization_seconds = time.perf_counter() - started
-    _end_to_end_speedup(result, sample)
+    _end_to_end_speedup(result)
     return result, sample
 
 
-def _end_to_end_speedup(result: OptimizationResult, sample: Sample) -> None:
+def _end_to_end_speedup(result: OptimizationResult) -> None:
     """Make the estimated speedup an end-to-end one, as the run's actual speedup is
     measured: the time already spent deciding counts, the sampled items are done."""
     plan_seconds = result.predicted_seconds
     serial_seconds = result.serial_seconds_estimate
     if result.executor_type in ("serial", "external") or not plan_seconds or not serial_seconds:
         return
-    total = result.total_items or 0
-    done = len(sample.results)
-    remaining = (total - done) / total if total > done else 0.0
-    predicted = result.optimization_seconds + plan_seconds * remaining
+    predicted = result.optimization_seconds + plan_seconds  # the plan covers the rest
     if predicted > 0:
         result.estimated_speedup = serial_seconds / predicted
 

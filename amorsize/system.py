@@ -74,6 +74,7 @@ def usable_cores() -> int:
     return max(1, cores)
 
 
+@functools.cache
 def physical_cores() -> int:
     """Return the number of physical cores (psutil), at least 1."""
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
@@ -115,45 +116,61 @@ def _payload(size: int) -> bytes:
 
 
 _costs_lock = threading.Lock()
+_process_costs: dict[str, ProcessCosts] = {}
 
 
 # Probe sizes: enough to see the costs, small enough that the first call of a process
-# pays about 12 ms for them (fork start method, 2 cores), most of it the worker start.
-_ROUNDTRIPS = 5
-_TRANSFER_BYTES = 512 * 1024
-_TRANSFERS = 3
+# pays a few ms for them beyond the start of the workers.
+_ROUNDTRIPS = 4
+_TRANSFER_BYTES = 256 * 1024
+_TRANSFERS = 2
 
 
-@functools.cache
-def _measure_process_costs(method: str) -> ProcessCosts:
-    context = multiprocessing.get_context(method)
+def measure_process_costs(pool: ProcessPoolExecutor, workers: int, method: str) -> ProcessCosts:
+    """Measure the process costs on `pool`, a new pool of `workers` that has run
+    nothing yet (its first task starts its workers); cache and return them.
+
+    The worker start is normalised to one worker: starting n costs about
+    (1 + n) / 2 of one (the parent forks them in turn, they initialise side by side).
+    """
     started = time.perf_counter()
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
-    try:
+    pool.submit(_echo, None).result()
+    worker_start = (time.perf_counter() - started) * 2 / (1 + workers)
+    roundtrips = []
+    for _ in range(_ROUNDTRIPS):
+        t0 = time.perf_counter()
         pool.submit(_echo, None).result()
-        worker_start = time.perf_counter() - started
-        roundtrips = []
-        for _ in range(_ROUNDTRIPS):
-            t0 = time.perf_counter()
-            pool.submit(_echo, None).result()
-            roundtrips.append(time.perf_counter() - t0)
-        task_roundtrip = statistics.median(roundtrips)
-        transfers = []
-        for _ in range(_TRANSFERS):
-            t0 = time.perf_counter()
-            pool.submit(_payload, _TRANSFER_BYTES).result()
-            transfers.append(time.perf_counter() - t0)
-        transfer = statistics.median(transfers)
-    finally:
-        pool.shutdown(wait=True)  # join the probe worker: no process outlives a call
+        roundtrips.append(time.perf_counter() - t0)
+    task_roundtrip = statistics.median(roundtrips[1:])  # the first one is still warming up
+    transfer = math.inf
+    for _ in range(_TRANSFERS):
+        t0 = time.perf_counter()
+        pool.submit(_payload, _TRANSFER_BYTES).result()
+        transfer = min(transfer, time.perf_counter() - t0)
     per_byte = max(0.0, transfer - task_roundtrip) / _TRANSFER_BYTES
-    return ProcessCosts(method, worker_start, task_roundtrip, per_byte)
+    costs = ProcessCosts(method, worker_start, task_roundtrip, per_byte)
+    with _costs_lock:
+        return _process_costs.setdefault(method, costs)
+
+
+def cached_process_costs(method: Optional[str] = None) -> Optional[ProcessCosts]:
+    """Return the process costs measured earlier in this process, or None."""
+    with _costs_lock:
+        return _process_costs.get(method or start_method())
 
 
 def process_costs(method: Optional[str] = None) -> ProcessCosts:
-    """Return the measured process costs for `method` (measured once, then cached)."""
-    with _costs_lock:
-        return _measure_process_costs(method or start_method())
+    """Return the process costs for `method`: measured once on a one-worker pool that
+    is shut down at once, then cached."""
+    method = method or start_method()
+    cached = cached_process_costs(method)
+    if cached is not None:
+        return cached
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context(method))
+    try:
+        return measure_process_costs(pool, 1, method)
+    finally:
+        pool.shutdown(wait=True)  # join the probe worker: no process outlives a call
 
 
 @dataclass(frozen=True)
@@ -162,6 +179,9 @@ class ThreadCosts:
 
     worker_start: float
     task_roundtrip: float
+
+
+_THREAD_ROUNDTRIPS = 9
 
 
 @functools.cache
@@ -174,7 +194,7 @@ def thread_costs() -> ThreadCosts:
         pool.submit(_echo, None).result()
         worker_start = time.perf_counter() - started
         roundtrips = []
-        for _ in range(50):
+        for _ in range(_THREAD_ROUNDTRIPS):
             t0 = time.perf_counter()
             pool.submit(_echo, None).result()
             roundtrips.append(time.perf_counter() - t0)

@@ -13,7 +13,13 @@ from typing import Any
 import pytest
 
 from amorsize import execute, optimize, system
-from amorsize.optimizer import OptimizationResult
+from amorsize.optimizer import (
+    CHUNK_TIME_SPREAD,
+    OptimizationResult,
+    Workload,
+    _tail,
+    predict_process,
+)
 from tests.workloads import Boom, heavy, nap, raise_on_13, square
 
 
@@ -258,3 +264,39 @@ def test_sample_size_is_respected() -> None:
     result = optimize(record, range(100), sample_size=3)
     assert calls == [0, 1, 2]
     assert result.figures["sampled items"] == 3
+
+
+# ------------------------------------------------------------------ cost model
+
+
+def uniform(items: int, item_seconds: float = 0.005) -> Workload:
+    return Workload(items=items, item_seconds=item_seconds, item_cv=0.0, cpu_ratio=1.0,
+                    pickle_seconds=1e-6, transfer_bytes=20, peak_memory=0)
+
+
+def test_tail_counts_the_worker_left_with_a_partial_chunk() -> None:
+    w = uniform(155)
+    spread = CHUNK_TIME_SPREAD * 0.005
+    # 39, 39, 39, 38 items: loads 78 and 77 against a mean of 77.5.
+    assert _tail(w, 2, 39) == pytest.approx(0.5 * 0.005 + spread * 39)
+    # 15 chunks of 10 and one of 5: loads 80 and 75.
+    assert _tail(w, 2, 10) == pytest.approx(2.5 * 0.005 + spread * 10)
+    assert _tail(w, 1, 10) == 0.0
+
+
+def test_chunks_that_split_evenly_are_predicted_faster() -> None:
+    costs = system.ProcessCosts("fork", worker_start=0.005, task_roundtrip=0.0003,
+                                ipc_seconds_per_byte=3e-9)
+    w = uniform(155)
+    assert predict_process(w, 2, 13, 2, costs) < predict_process(w, 2, 10, 2, costs)
+
+
+def test_many_tiny_tasks_are_predicted_slower_than_a_few_per_worker() -> None:
+    costs = system.ProcessCosts("fork", worker_start=0.005, task_roundtrip=0.0003,
+                                ipc_seconds_per_byte=3e-9)
+    w = uniform(6000, 70e-6)
+    per_item = predict_process(w, 2, 1, 2, costs)
+    few_per_worker = predict_process(w, 2, 375, 2, costs)
+    assert few_per_worker < per_item
+    # ...and a single chunk per worker pays the machine's spread on a whole half.
+    assert few_per_worker < predict_process(w, 2, 3000, 2, costs)

@@ -1,0 +1,114 @@
+"""ProbePool: the first decision's cost probe starts the pool the run then uses."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Optional
+
+import pytest
+
+from amorsize import HookEvent, HookManager, execute, system
+from amorsize.probe_pool import ProbePool
+from tests.workloads import heavy, pid_of
+
+
+def large_result(x: int) -> bytes:
+    """About 1.2 ms of work returning 512 KB: more than pickling the result costs, less
+    than pickling it and sending it back through a pipe."""
+    total = sum(i * x % 7 for i in range(22_000))
+    return bytes([total % 256]) * (512 * 1024)
+
+
+@pytest.fixture
+def no_cached_costs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start from a process that has measured no process costs yet."""
+    monkeypatch.setattr(system, "_process_costs", {})
+
+
+def worker_pids(pool: ProcessPoolExecutor) -> set[int]:
+    return {p.pid for p in (getattr(pool, "_processes", None) or {}).values() if p.pid}
+
+
+def test_probe_measures_on_a_pool_it_then_hands_over(
+    no_cached_costs: None, no_leftover_children: None
+) -> None:
+    probe = ProbePool(2)
+    costs = probe.costs()
+    assert costs.worker_start > 0 and costs.task_roundtrip > 0
+    assert system.cached_process_costs(probe.start_method) is costs
+    pool = probe.take(2)
+    assert pool is not None
+    try:
+        started = worker_pids(pool)
+        assert len(started) == 2
+        ran_on = {pool.submit(pid_of, i).result()[1] for i in range(8)}
+        assert ran_on <= started  # the workers started while measuring do the work
+    finally:
+        pool.shutdown(wait=True)
+    assert probe.take(2) is None  # handed over once
+    probe.close()
+
+
+def test_probe_pool_of_another_size_is_not_handed_over_and_is_shut_down(
+    no_cached_costs: None, no_leftover_children: None
+) -> None:
+    probe = ProbePool(2)
+    probe.costs()
+    assert probe.take(3) is None
+    started = probe._pool
+    assert started is not None
+    processes = list(getattr(started, "_processes", {}).values())
+    assert len(processes) == 2
+    probe.close()
+    assert not any(process.is_alive() for process in processes)
+
+
+def test_cached_costs_start_no_pool(no_leftover_children: None) -> None:
+    system.process_costs()  # measured (or already cached) for this process
+    probe = ProbePool(2)
+    assert probe.costs() is system.cached_process_costs(probe.start_method)
+    assert probe.take(2) is None
+
+
+def test_first_execute_runs_on_the_workers_its_probe_started(
+    no_cached_costs: None, no_leftover_children: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handed: list[set[int]] = []
+    original_take = ProbePool.take
+
+    def recording_take(self: ProbePool, n_jobs: int) -> Optional[ProcessPoolExecutor]:
+        pool = original_take(self, n_jobs)
+        if pool is not None:
+            handed.append(worker_pids(pool))
+        return pool
+
+    monkeypatch.setattr(ProbePool, "take", recording_take)
+    pids: set[int] = set()
+    manager = HookManager()
+    manager.register(HookEvent.ON_CHUNK_COMPLETE, lambda ctx: pids.add(ctx.metadata["pid"]))
+    results, decision = execute(heavy, range(60), manager, n_jobs=2,
+                                executor_type="process", return_optimization_result=True)
+    assert results == [heavy(x) for x in range(60)]
+    assert len(handed) == 1
+    in_workers = pids - {os.getpid()}  # the caller ran the sampled items
+    assert len(in_workers) == 2
+    assert in_workers <= handed[0]  # no second pool was started
+
+
+def test_probe_is_shut_down_when_the_run_goes_serial(
+    no_cached_costs: None, no_leftover_children: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    closed: list[Any] = []
+    original_close = ProbePool.close
+
+    def recording_close(self: ProbePool) -> None:
+        closed.append(self._pool)
+        original_close(self)
+
+    monkeypatch.setattr(ProbePool, "close", recording_close)
+    # The probe measures the pipe, then serial wins.
+    results, decision = execute(large_result, range(100), return_optimization_result=True)
+    assert decision.executor_type == "serial"
+    assert results == [large_result(x) for x in range(100)]
+    assert closed and closed[0] is not None  # a started, untaken pool was shut down
