@@ -37,10 +37,15 @@ from typing import Any, Optional, Union
 from amorsize import system, warm_pool
 from amorsize.hooks import HookManager, HooksArgument, as_hook_manager
 from amorsize.names import STATUS_CANCELLED, STATUS_ERROR, STATUS_SUCCESS, function_label
-from amorsize.optimizer import OptimizationResult, optimize_with_sample, validate_common
+from amorsize.optimizer import (
+    OptimizationResult,
+    optimize_with_sample,
+    processes_look_likely,
+    validate_common,
+)
 from amorsize.probe_pool import ProbePool
 from amorsize.publisher import RunPublisher
-from amorsize.sampling import Sample, known_length
+from amorsize.sampling import ItemMeasurement, Sample, known_length
 from amorsize.worker import ChunkReport, FunctionPayload, _worker_identity, run_chunk
 
 
@@ -229,6 +234,7 @@ class _Job:
             total_items=self.total_items,
             min_speedup=self.min_speedup,
             process_cost_source=self.probe.costs if self.probe is not None else None,
+            enough=self._enough_sampled if self.probe is not None else None,
         )
         if kind == "external":
             result.executor_type = "external"
@@ -247,7 +253,7 @@ class _Job:
             # finished run, leaves the caller's manager as it was.
             self.manager.add(self.progress_hook)
         if self.executor is None and self.max_tasks_per_child is None and (
-            self.executor_type in (None, "process")
+            self.executor_type == "process" or (self.executor_type is None and self.n_jobs != 1)
         ):
             self.probe = ProbePool(self.n_jobs or system.usable_cores(), self.mp_context)
         try:
@@ -306,6 +312,23 @@ class _Job:
                 publisher.finish(status, produced)
             finally:
                 self._detach_progress()
+
+    def _enough_sampled(self, measurements: list[ItemMeasurement], total: Optional[int]) -> bool:
+        """During the dry run: once the first item shows a job worker processes will
+        likely run, start them; stop sampling (after two items at least) as soon as
+        they are up, rather than leave them idle."""
+        probe = self.probe
+        if probe is None or self.executor_type not in (None, "process"):
+            return False
+        if len(measurements) == 1 and not probe.started:
+            if self.total_items is not None:
+                total = self.total_items
+            if self.executor_type == "process" or processes_look_likely(
+                measurements[0], total, system.usable_cores(), self.min_speedup
+            ):
+                probe.start()
+            return False
+        return len(measurements) >= 2 and probe.ready()
 
     def _close_probe(self) -> None:
         """Shut down the probe's pool if the run did not take it."""

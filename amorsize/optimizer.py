@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from amorsize import system
-from amorsize.sampling import Sample, take_sample
+from amorsize.sampling import EnoughSampled, ItemMeasurement, Sample, take_sample
 
 EXECUTOR_TYPES = ("serial", "thread", "process")
 
@@ -514,6 +514,33 @@ def _obviously_serial(w: Workload, cores: int, min_speedup: float) -> Optional[s
     return None
 
 
+# A job predicted (from its first item) shorter than this serially starts no pool early.
+EARLY_START_JOB_SECONDS = 0.1
+
+
+def processes_look_likely(first: ItemMeasurement, total: Optional[int], cores: int,
+                          min_speedup: float = 1.1) -> bool:
+    """From the first sampled item alone: is a process pool likely to be the decision?
+
+    True for computing (not waiting) items whose job is long (at least
+    `EARLY_START_JOB_SECONDS` serially) and whose pickling leaves room for a speedup.
+    Worker processes can then be started while the rest of the sample runs.
+    """
+    if cores < 2 or first.wall_seconds <= 0 or first.input_bytes is None or (
+        first.result_bytes is None
+    ):
+        return False
+    if first.cpu_seconds / first.wall_seconds <= IO_BOUND_CPU_RATIO:
+        return False  # waiting items: threads
+    items = total if total is not None else ASSUMED_UNKNOWN_TOTAL
+    if items * first.wall_seconds < EARLY_START_JOB_SECONDS:
+        return False
+    pickling = (first.input_pickle_seconds + first.result_pickle_seconds
+                + first.result_unpickle_seconds)
+    ideal = max(first.wall_seconds / cores, pickling)
+    return ideal * min_speedup < first.wall_seconds
+
+
 def _reason(plan: Plan, w: Workload, serial_seconds: float, fixed: bool) -> str:
     speedup = serial_seconds / plan.seconds if plan.seconds > 0 else 1.0
     if plan.executor_type == "serial":
@@ -570,10 +597,13 @@ def optimize_with_sample(
     total_items: Optional[int] = None,
     min_speedup: float = 1.1,
     process_cost_source: Optional[Callable[[], system.ProcessCosts]] = None,
+    enough: Optional[EnoughSampled] = None,
 ) -> tuple[OptimizationResult, Sample]:
-    """Sample `func` on `data` and decide; return the decision and the sample."""
+    """Sample `func` on `data` and decide; return the decision and the sample.
+
+    `enough` may end the sample early (see `take_sample`)."""
     started = time.perf_counter()
-    sample = take_sample(func, data, sample_size)
+    sample = take_sample(func, data, sample_size, enough)
     result = decide(
         sample,
         target_chunk_duration=target_chunk_duration,

@@ -166,15 +166,26 @@ def known_length(data: Iterable[Any]) -> Optional[int]:
         return None
 
 
-def take_sample(func: Callable[[Any], Any], data: Iterable[Any], sample_size: int) -> Sample:
-    """Run `func` on the first `sample_size` items of `data` and measure each call.
+# Decides, after each sampled item, whether the sample may stop there (True).
+EnoughSampled = Callable[[list[ItemMeasurement], Optional[int]], bool]
 
+
+def take_sample(
+    func: Callable[[Any], Any],
+    data: Iterable[Any],
+    sample_size: int,
+    enough: Optional[EnoughSampled] = None,
+) -> Sample:
+    """Run `func` on up to `sample_size` first items of `data` and measure each call.
+
+    `enough(measurements, total_items)`, if given, is asked after every item but the
+    last; returning True ends the sample there (the rest of the input is untouched).
     A function that raises stops the sample; the exception and its traceback are
     kept in `Sample.error` for the caller to report.
     """
     total = known_length(data)
     iterator = iter(data)
-    items = list(itertools.islice(iterator, sample_size))
+    items: list[Any] = []
     results: list[Any] = []
     measurements: list[ItemMeasurement] = []
     items_picklable = results_picklable = True
@@ -184,7 +195,14 @@ def take_sample(func: Callable[[Any], Any], data: Iterable[Any], sample_size: in
     traced_index: Optional[int] = None
     wall_start = time.time()
     started = time.perf_counter()
-    for index, item in enumerate(items):
+    for index in range(sample_size):
+        if index and enough is not None and enough(measurements, total):
+            break
+        try:
+            item = next(iterator)
+        except StopIteration:
+            break
+        items.append(item)
         input_data, input_seconds = _pickled(item)
         items_picklable &= input_data is not None
         # tracemalloc slows a call down up to 10x: the first item's peak comes from the

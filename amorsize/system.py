@@ -115,27 +115,48 @@ def _payload(size: int) -> bytes:
     return b"x" * size
 
 
+def _wall_clock(_: object = None) -> float:
+    return time.time()
+
+
 _costs_lock = threading.Lock()
 _process_costs: dict[str, ProcessCosts] = {}
 
 
 # Probe sizes: enough to see the costs, small enough that the first call of a process
-# pays a few ms for them beyond the start of the workers.
+# pays about 2 ms for them beyond the start of the workers.
 _ROUNDTRIPS = 4
-_TRANSFER_BYTES = 256 * 1024
+_TRANSFER_BYTES = 128 * 1024
 _TRANSFERS = 2
 
 
-def measure_process_costs(pool: ProcessPoolExecutor, workers: int, method: str) -> ProcessCosts:
-    """Measure the process costs on `pool`, a new pool of `workers` that has run
-    nothing yet (its first task starts its workers); cache and return them.
+class PoolStart:
+    """A process pool whose workers were asked to start, and when (see `started_by`)."""
 
-    The worker start is normalised to one worker: starting n costs about
-    (1 + n) / 2 of one (the parent forks them in turn, they initialise side by side).
-    """
-    started = time.perf_counter()
-    pool.submit(_echo, None).result()
-    worker_start = (time.perf_counter() - started) * 2 / (1 + workers)
+    def __init__(self, pool: ProcessPoolExecutor, workers: int) -> None:
+        self.pool = pool
+        self.workers = workers
+        self.requested = time.time()
+        # The first task makes the pool start its workers (with fork, all of them);
+        # its answer is the wall-clock time a worker first ran something.
+        self.first_answer = pool.submit(_wall_clock)
+
+    def ready(self) -> bool:
+        """Has a worker answered yet (without waiting)?"""
+        return self.first_answer.done()
+
+    def worker_start(self) -> float:
+        """Seconds one worker takes to start: waits for the first answer. Starting n
+        costs about (1 + n) / 2 of one (forked in turn, initialised side by side)."""
+        answered = float(self.first_answer.result())
+        return max(0.0, answered - self.requested) * 2 / (1 + self.workers)
+
+
+def measure_process_costs(start: PoolStart, method: str) -> ProcessCosts:
+    """Measure the process costs on the pool `start` started (nothing else runs on
+    it meanwhile); cache and return them."""
+    pool = start.pool
+    worker_start = start.worker_start()
     roundtrips = []
     for _ in range(_ROUNDTRIPS):
         t0 = time.perf_counter()
@@ -168,7 +189,7 @@ def process_costs(method: Optional[str] = None) -> ProcessCosts:
         return cached
     pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context(method))
     try:
-        return measure_process_costs(pool, 1, method)
+        return measure_process_costs(PoolStart(pool, 1), method)
     finally:
         pool.shutdown(wait=True)  # join the probe worker: no process outlives a call
 

@@ -78,9 +78,9 @@ def time_amorsize(func: Callable[[Any], Any], data: Sequence[Any]) -> dict[str, 
         results, opt = amorsize.execute(func, data, return_optimization_result=True,
                                         keep_workers=keep)
         elapsed = time.perf_counter() - t0
+        del results  # before the next call, as in the other methods' fresh processes
         if label == "warm-up":
             continue
-        del results
         out[label] = {
             "seconds": elapsed,
             "executor_type": opt.executor_type,

@@ -8,7 +8,7 @@ import os
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 
@@ -19,7 +19,9 @@ from amorsize.optimizer import (
     Workload,
     _tail,
     predict_process,
+    processes_look_likely,
 )
+from amorsize.sampling import ItemMeasurement
 from tests.workloads import Boom, heavy, nap, raise_on_13, square
 
 
@@ -300,3 +302,36 @@ def test_many_tiny_tasks_are_predicted_slower_than_a_few_per_worker() -> None:
     assert few_per_worker < per_item
     # ...and a single chunk per worker pays the machine's spread on a whole half.
     assert few_per_worker < predict_process(w, 2, 3000, 2, costs)
+
+
+def measured(wall: float, cpu: Optional[float] = None, pickling: float = 1e-6) -> ItemMeasurement:
+    return ItemMeasurement(wall_seconds=wall, cpu_seconds=wall if cpu is None else cpu,
+                           input_bytes=5, input_pickle_seconds=pickling / 3,
+                           result_bytes=5, result_pickle_seconds=pickling / 3,
+                           result_unpickle_seconds=pickling / 3)
+
+
+@pytest.mark.parametrize(("first", "total", "likely"), [
+    (measured(0.005), 160, True),  # 0.8 s of computing
+    (measured(75e-6), 6000, True),  # 0.45 s
+    (measured(75e-6), 100, False),  # 7.5 ms: too short for a pool
+    (measured(0.002, cpu=0.0001), 1000, False),  # waiting: threads, not processes
+    (measured(1e-7, pickling=2e-6), 4_000_000, False),  # pickling costs more than the call
+    (measured(75e-6), None, True),  # unknown length: the assumed 10,000 items
+])
+def test_processes_look_likely_from_the_first_item(first: ItemMeasurement,
+                                                   total: Optional[int], likely: bool) -> None:
+    assert processes_look_likely(first, total, cores=2) is likely
+    assert processes_look_likely(first, total, cores=1) is False
+
+
+def test_first_execute_of_a_long_job_stops_sampling_once_its_workers_are_up(
+    no_leftover_children: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(system, "_process_costs", {})
+    results, decision = execute(heavy, range(40), n_jobs=2, sample_size=30,
+                                return_optimization_result=True)
+    assert results == [heavy(x) for x in range(40)]
+    assert decision.executor_type == "process"
+    # Workers start in well under 30 items of a few ms: the dry run stopped sooner.
+    assert 2 <= decision.figures["sampled items"] < 30

@@ -56,9 +56,9 @@ def test_probe_pool_of_another_size_is_not_handed_over_and_is_shut_down(
     probe = ProbePool(2)
     probe.costs()
     assert probe.take(3) is None
-    started = probe._pool
-    assert started is not None
-    processes = list(getattr(started, "_processes", {}).values())
+    assert probe.started
+    assert probe._start is not None
+    processes = list(getattr(probe._start.pool, "_processes", {}).values())
     assert len(processes) == 2
     probe.close()
     assert not any(process.is_alive() for process in processes)
@@ -68,7 +68,24 @@ def test_cached_costs_start_no_pool(no_leftover_children: None) -> None:
     system.process_costs()  # measured (or already cached) for this process
     probe = ProbePool(2)
     assert probe.costs() is system.cached_process_costs(probe.start_method)
+    assert not probe.started
     assert probe.take(2) is None
+
+
+def test_a_pool_started_early_is_handed_over_with_cached_costs(
+    no_leftover_children: None
+) -> None:
+    system.process_costs()
+    probe = ProbePool(2)
+    probe.start()
+    probe.start()  # once
+    assert probe.costs() is system.cached_process_costs(probe.start_method)
+    pool = probe.take(2)
+    assert pool is not None
+    try:
+        assert pool.submit(pid_of, 3).result()[0] == 3
+    finally:
+        pool.shutdown(wait=True)
 
 
 def test_first_execute_runs_on_the_workers_its_probe_started(
@@ -103,7 +120,7 @@ def test_probe_is_shut_down_when_the_run_goes_serial(
     original_close = ProbePool.close
 
     def recording_close(self: ProbePool) -> None:
-        closed.append(self._pool)
+        closed.append(self._start)
         original_close(self)
 
     monkeypatch.setattr(ProbePool, "close", recording_close)

@@ -11,11 +11,11 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 
-from amorsize.sampling import TRACE_BELOW_SECONDS, known_length, take_sample
+from amorsize.sampling import TRACE_BELOW_SECONDS, ItemMeasurement, known_length, take_sample
 from tests.workloads import Boom, raise_on_13, square
 
 
@@ -258,3 +258,26 @@ def test_known_length() -> None:
     assert known_length(iter([1, 2])) is None
     assert known_length(x for x in range(3)) is None
     assert known_length(itertools.count()) is None
+
+
+def test_enough_ends_the_sample_early_and_leaves_the_rest_unread() -> None:
+    read = [0]
+    asked: list[tuple[int, Optional[int]]] = []
+
+    def enough(measurements: list[ItemMeasurement], total: Optional[int]) -> bool:
+        asked.append((len(measurements), total))
+        return len(measurements) >= 2
+
+    sample = take_sample(square, counting(20, read), 5, enough)
+    assert sample.results == [0, 1]
+    assert read[0] == 2  # the third item was never read
+    assert asked == [(1, None), (2, None)]
+    assert list(sample.remaining_data()) == list(range(20))
+
+
+def test_enough_is_not_asked_after_the_last_item() -> None:
+    asked: list[int] = []
+    sample = take_sample(square, [1, 2, 3], 3,
+                         lambda measurements, total: bool(asked.append(total or 0)))
+    assert sample.results == [1, 4, 9]
+    assert asked == [3, 3]
