@@ -564,3 +564,31 @@ def test_context_of_hook_events_carries_what_the_hook_reads() -> None:
             "optimization", "executor_type"} <= set(seen[HookEvent.PRE_EXECUTE].metadata)
     assert {"start_time", "end_time", "pid"} <= set(seen[HookEvent.ON_CHUNK_COMPLETE].metadata)
     assert {"status", "end_time", "actual_speedup"} <= set(seen[HookEvent.POST_EXECUTE].metadata)
+
+
+def test_chunks_are_recorded_during_a_long_run_not_only_at_its_end(
+    otel: OTel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import amorsize.integrations.opentelemetry as integration
+
+    monkeypatch.setattr(integration, "FLUSH_SECONDS", 0.0)  # every chunk is "a while later"
+    seen_during_run: list[int] = []
+    manager = HookManager()
+    manager.add(otel.hook())
+    # Registered after the hook: runs once the hook has handled the same event.
+    manager.register(HookEvent.ON_CHUNK_COMPLETE,
+                     lambda ctx: seen_during_run.append(len(otel.spans(SPAN_CHUNK))))
+    execute(square, range(40), manager, n_jobs=1, chunksize=10)
+    assert seen_during_run == [1, 2, 3, 4]
+
+
+def test_chunks_waiting_for_a_flush_are_recorded_when_the_run_fails(otel: OTel) -> None:
+    manager = HookManager()
+    manager.add(otel.hook())
+    with pytest.raises(ValueError):
+        execute(raise_on_13, range(40), manager, n_jobs=1, chunksize=5)
+    chunks = otel.spans(SPAN_CHUNK)
+    assert len(chunks) == 3  # chunks 0 and 1 finished, chunk 2 (items 10-14) failed
+    failed = [c for c in chunks if c.status.status_code == StatusCode.ERROR]
+    assert len(failed) == 1
+    assert sum(attrs(c)[ATTR_CHUNK_SIZE] for c in chunks if c not in failed) == 10
