@@ -282,7 +282,8 @@ class _Job:
                 first_chunk = 1
                 produced += len(sample.results)
                 yield sample.results
-            for results in self._run_rest(optimization, rest, first_chunk, publisher):
+            done = len(sample.items) if sample is not None else 0
+            for results in self._run_rest(optimization, rest, first_chunk, publisher, done):
                 produced += len(results)
                 yield results
             status = STATUS_SUCCESS
@@ -388,14 +389,24 @@ class _Job:
         rest: Iterator[Any],
         first_chunk: int,
         publisher: RunPublisher,
+        done: int,
     ) -> Iterator[list[Any]]:
+        """Run the items after the `done` sampled ones; yield each chunk's results."""
         if optimization.executor_type == "serial":
-            # In-process: stream each chunk straight from the input, no list of items.
+            # In-process: each chunk straight from the input, no list of items: a
+            # slice of a list, tuple or range (iterated faster than an islice), else
+            # an islice of the iterator.
             size = optimization.chunksize
             if self.streaming and self.chunksize is None:
                 size = min(size, STREAMING_SERIAL_CHUNK)  # bound what one chunk holds
+            data = self.data
+            sliceable = isinstance(data, (list, tuple, range))
             for chunk_id in itertools.count(first_chunk):
-                items = itertools.islice(rest, size)
+                if sliceable:
+                    start = done + (chunk_id - first_chunk) * size
+                    items: Iterable[Any] = data[start:start + size]  # type: ignore[index]
+                else:
+                    items = itertools.islice(rest, size)
                 report = run_chunk(self.func, chunk_id, items, portable_errors=False)
                 if report.item_count == 0:
                     return
