@@ -38,6 +38,7 @@ from amorsize import system, warm_pool
 from amorsize.hooks import HookManager, HooksArgument, as_hook_manager
 from amorsize.names import STATUS_CANCELLED, STATUS_ERROR, STATUS_SUCCESS, function_label
 from amorsize.optimizer import (
+    WORKER_START_KEPT,
     OptimizationResult,
     optimize_with_sample,
     processes_look_likely,
@@ -95,6 +96,9 @@ def executor_worker_count(executor: Executor) -> Optional[int]:
             return None
     return None
 
+
+# The dry run may end early (workers started) only after an item at least this slow.
+EARLY_STOP_ITEM_SECONDS = 0.001
 
 # execute_iter() on the in-process path: most results one chunk holds at once (the
 # optimizer's serial chunks hold about a second of work, millions of cheap items).
@@ -316,12 +320,12 @@ class _Job:
 
     def _enough_sampled(self, measurements: list[ItemMeasurement], total: Optional[int]) -> bool:
         """During the dry run: once the first item shows a job worker processes will
-        likely run, start them; stop sampling (after two items at least) as soon as
-        they are up, rather than leave them idle."""
+        likely run, start them; once they are probably up, stop sampling slow items
+        rather than keep the workers waiting."""
         probe = self.probe
         if probe is None or self.executor_type not in (None, "process"):
             return False
-        if len(measurements) == 1 and not probe.started:
+        if not probe.started and len(measurements) == 1:
             if self.total_items is not None:
                 total = self.total_items
             if self.executor_type == "process" or processes_look_likely(
@@ -329,7 +333,11 @@ class _Job:
             ):
                 probe.start()
             return False
-        return len(measurements) >= 2 and probe.ready()
+        # Items this slow keep started workers waiting; faster ones finish the sample.
+        # At least one item besides the first (warm-up) must be timed, untraced.
+        timed = [m for m in measurements[1:] if not m.traced]
+        slow = bool(timed) and measurements[-1].wall_seconds >= EARLY_STOP_ITEM_SECONDS
+        return slow and probe.probably_up()
 
     def _close_probe(self) -> None:
         """Shut down the probe's pool if the run did not take it."""
@@ -337,8 +345,13 @@ class _Job:
             self.probe.close()
 
     def _take_probe_pool(self, n_jobs: int) -> Optional[ProcessPoolExecutor]:
-        """The pool the decision started to measure costs, if it has n_jobs workers."""
-        return self.probe.take(n_jobs) if self.probe is not None else None
+        """The pool started while deciding, if it has n_jobs workers. The time spent
+        starting it, counted in the optimization time, is noted in the figures: the
+        run would otherwise have spent it starting its own."""
+        pool = self.probe.take(n_jobs) if self.probe is not None else None
+        if pool is not None and self.probe is not None and self.optimization is not None:
+            self.optimization.figures[WORKER_START_KEPT] = self.probe.start_seconds
+        return pool
 
     def _detach_progress(self) -> None:
         """Take the progress bar this run added off the (maybe caller's) manager."""

@@ -30,8 +30,10 @@ MAX_THREADS = 64
 # Work per in-process (serial) chunk: progress events about once a second.
 SERIAL_CHUNK_SECONDS = 1.0
 # How far apart, as a share of one chunk's time, workers given equal chunks still end
-# (the machine's own variation; the items' sampled spread is added when larger).
-CHUNK_TIME_SPREAD = 0.1
+# (the machine's own variation; the items' sampled spread is used when larger). On the
+# 2-core benchmark machine, equal chunks of 0.05 to 0.2 s took a few % apart when quiet,
+# far more when other tenants were busy (2-3x at times); 0.05 is a compromise.
+CHUNK_TIME_SPREAD = 0.05
 # CPU time one task costs, in idle task round-trips measured on this machine: fitted
 # on 2 cores (fork, Python 3.11), where 16 vs 375 equal tasks of the same 0.4 s of
 # work differed by 0.22 ms of wall time per task with a 0.3 ms round-trip.
@@ -514,6 +516,9 @@ def _obviously_serial(w: Workload, cores: int, min_speedup: float) -> Optional[s
     return None
 
 
+# The figure naming the seconds of the optimization time spent starting the worker
+# processes that the run then used (execute() only).
+WORKER_START_KEPT = "worker start kept for the run (s)"
 # A job predicted (from its first item) shorter than this serially starts no pool early.
 EARLY_START_JOB_SECONDS = 0.1
 

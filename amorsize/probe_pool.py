@@ -9,7 +9,8 @@ second core idle while the dry run computes. So execute() gives the optimizer a
 - `start()` starts the pool the run would most likely use (one worker per usable
   core, or the n_jobs the caller fixed) without waiting for it; execute() calls it
   once the first sampled item shows a job that worker processes are likely to run,
-  and the rest of the dry run goes on while the workers start;
+  and the rest of the dry run goes on while the workers start (ending early, for
+  slow items, once they are `probably_up()`);
 - `costs()` returns the cached process costs, or measures them on this pool
   (starting it if it was not started yet);
 - `take(n_jobs)` hands the started pool to the run if the decision wants exactly
@@ -20,11 +21,16 @@ second core idle while the dry run computes. So execute() gives the optimizer a
 from __future__ import annotations
 
 import multiprocessing
+import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing.context import BaseContext
 from typing import Optional
 
 from amorsize import system
+
+# How long new workers are assumed to take to start before this process has measured
+# it (fork, 2 workers, on the 2-core machine the benchmarks run on: 4-7 ms).
+ASSUMED_WORKER_START = 0.005
 
 
 class ProbePool:
@@ -35,6 +41,9 @@ class ProbePool:
         self.context = mp_context or multiprocessing.get_context()
         self._start: Optional[system.PoolStart] = None
         self._measured = False
+        self._started_at = 0.0
+        # Seconds this process spent starting the pool and waiting for its first worker.
+        self.start_seconds = 0.0
 
     @property
     def start_method(self) -> str:
@@ -49,12 +58,26 @@ class ProbePool:
     def start(self) -> None:
         """Start the pool's workers without waiting for them (once)."""
         if self._start is None:
+            self._started_at = time.perf_counter()
             pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=self.context)
             self._start = system.PoolStart(pool, self.workers)
+            self.start_seconds += time.perf_counter() - self._started_at
 
-    def ready(self) -> bool:
-        """Whether a started pool's first worker has answered (does not wait)."""
-        return self._start is not None and self._start.ready()
+    def probably_up(self) -> bool:
+        """Whether a started pool's workers have had the time they take to start (the
+        measured start if known, else ASSUMED_WORKER_START), or one has answered.
+
+        Does not wait. The answer alone is no sign: while this thread computes, the
+        pool's own threads in this process wait up to a GIL switch interval per step.
+        """
+        if self._start is None:
+            return False
+        if self._start.ready():
+            return True
+        cached = system.cached_process_costs(self.start_method)
+        one = cached.worker_start if cached is not None else ASSUMED_WORKER_START
+        expected = one * (1 + self.workers) / 2
+        return time.perf_counter() - self._started_at >= expected
 
     def costs(self) -> system.ProcessCosts:
         """Return the process costs: cached ones, else measured on this pool."""
@@ -67,6 +90,9 @@ class ProbePool:
         assert self._start is not None
         self._measured = True
         try:
+            waited = time.perf_counter()
+            self._start.worker_start()  # wait for the first worker, as the run would
+            self.start_seconds += time.perf_counter() - waited
             return system.measure_process_costs(self._start, self.start_method)
         except BaseException:
             self.close()

@@ -30,6 +30,7 @@ class ItemMeasurement:
     result_bytes: Optional[int]
     result_pickle_seconds: float
     result_unpickle_seconds: float
+    traced: bool = False  # run under tracemalloc, so slower than it is
 
 
 @dataclass
@@ -248,6 +249,7 @@ def take_sample(
                 result_bytes=None if result_data is None else len(result_data),
                 result_pickle_seconds=result_seconds,
                 result_unpickle_seconds=unpickle_seconds or 0.0,
+                traced=trace_memory,
             )
         )
     finished = time.perf_counter()

@@ -275,9 +275,10 @@ def test_enough_ends_the_sample_early_and_leaves_the_rest_unread() -> None:
     assert list(sample.remaining_data()) == list(range(20))
 
 
-def test_enough_is_not_asked_after_the_last_item() -> None:
-    asked: list[int] = []
+def test_enough_is_not_asked_after_the_last_item_and_sees_the_traced_one() -> None:
+    seen: list[list[bool]] = []
     sample = take_sample(square, [1, 2, 3], 3,
-                         lambda measurements, total: bool(asked.append(total or 0)))
+                         lambda measurements, total: bool(
+                             seen.append([m.traced for m in measurements])))
     assert sample.results == [1, 4, 9]
-    assert asked == [3, 3]
+    assert seen == [[False], [False, True]]  # fast items: the second runs traced
