@@ -71,6 +71,7 @@ def time_amorsize(func: Callable[[Any], Any], data: Sequence[Any]) -> dict[str, 
     """amorsize.execute() end to end: first call in this fresh process (defaults), then a
     repeat with keep_workers=True after an unmeasured call that kept its workers."""
     import amorsize
+    from amorsize.optimizer import WORKER_START_KEPT
 
     out: dict[str, Any] = {}
     for label, keep in (("first", False), ("warm-up", True), ("repeat", True)):
@@ -91,6 +92,7 @@ def time_amorsize(func: Callable[[Any], Any], data: Sequence[Any]) -> dict[str, 
             "serial_seconds_estimate": opt.serial_seconds_estimate,
             "optimization_seconds": opt.optimization_seconds,
             "sampled_compute_seconds": opt.figures.get("sampled compute (s)", 0.0),
+            "worker_start_kept_seconds": opt.figures.get(WORKER_START_KEPT, 0.0),
         }
     amorsize.shutdown_workers()
     return out

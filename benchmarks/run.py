@@ -243,6 +243,11 @@ def summary(run: WorkloadRun) -> dict[str, Any]:
         "speedup_error": abs(estimated / achieved - 1) if achieved else math.nan,
         "opt_share": opt_share,
         "overhead_share": overhead_share,
+        "deciding_share": statistics.median(
+            max(0.0, d["optimization_seconds"] - d.get("sampled_compute_seconds", 0.0)
+                - d.get("worker_start_kept_seconds", 0.0)) / d["seconds"]
+            for d in decisions
+        ),
         "serial_is_limit": run.limit_config[0] == "serial",
         "over_serial": _paired(run.times["first"], run.times["serial"]) - 1,
         "beats_rivals": vs_rival <= 1.0,
@@ -355,6 +360,10 @@ def targets(runs: list[WorkloadRun], sums: dict[str, dict[str, Any]],
     extra = {n: s["overhead_share"] for n, s in sums.items()}
     out.append("  - the same without the sampled items' own compute (their results are kept): "
                + ", ".join(f"{n} {100 * v:.1f}%" for n, v in extra.items()))
+    deciding = {n: s["deciding_share"] for n, s in sums.items()}
+    out.append("  - and without starting the worker processes the run then used (every pool "
+               "pays that; amorsize starts them while it samples): "
+               + ", ".join(f"{n} {100 * v:.1f}%" for n, v in deciding.items()))
     again = {n: s["repeat_ratio"] for n, s in sums.items()}
     out.append("- repeated call (machine costs cached, warm workers with keep_workers=True): "
                + ", ".join(f"{n} {r:.2f}x" for n, r in again.items()))
