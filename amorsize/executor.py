@@ -38,6 +38,7 @@ from amorsize import system, warm_pool
 from amorsize.hooks import HookManager, HooksArgument, as_hook_manager
 from amorsize.names import STATUS_CANCELLED, STATUS_ERROR, STATUS_SUCCESS, function_label
 from amorsize.optimizer import (
+    IO_BOUND_CPU_RATIO,
     WORKER_START_KEPT,
     OptimizationResult,
     optimize_with_sample,
@@ -97,7 +98,7 @@ def executor_worker_count(executor: Executor) -> Optional[int]:
     return None
 
 
-# The dry run may end early (workers started) only after an item at least this slow.
+# The dry run may end early only after an item at least this slow.
 EARLY_STOP_ITEM_SECONDS = 0.001
 
 # execute_iter() on the in-process path: most results one chunk holds at once (the
@@ -238,7 +239,7 @@ class _Job:
             total_items=self.total_items,
             min_speedup=self.min_speedup,
             process_cost_source=self.probe.costs if self.probe is not None else None,
-            enough=self._enough_sampled if self.probe is not None else None,
+            enough=self._enough_sampled,
         )
         if kind == "external":
             result.executor_type = "external"
@@ -319,25 +320,31 @@ class _Job:
                 self._detach_progress()
 
     def _enough_sampled(self, measurements: list[ItemMeasurement], total: Optional[int]) -> bool:
-        """During the dry run: once the first item shows a job worker processes will
-        likely run, start them; once they are probably up, stop sampling slow items
-        rather than keep the workers waiting."""
+        """Asked during the dry run after each item: may it stop here?
+
+        After the first item: if it shows a job that worker processes will likely run,
+        start them now. Then slow items (>= EARLY_STOP_ITEM_SECONDS) end the sample,
+        once one besides the first was timed untraced, when the started workers are
+        probably up (sampling on would keep them waiting) or when the items wait
+        rather than compute (threads will run them; sampling on waits serially).
+        """
+        if self.total_items is not None:
+            total = self.total_items
         probe = self.probe
-        if probe is None or self.executor_type not in (None, "process"):
-            return False
-        if not probe.started and len(measurements) == 1:
-            if self.total_items is not None:
-                total = self.total_items
-            if self.executor_type == "process" or processes_look_likely(
+        if len(measurements) == 1:
+            if probe is not None and (self.executor_type == "process" or processes_look_likely(
                 measurements[0], total, system.usable_cores(), self.min_speedup
-            ):
+            )):
                 probe.start()
             return False
-        # Items this slow keep started workers waiting; faster ones finish the sample.
-        # At least one item besides the first (warm-up) must be timed, untraced.
         timed = [m for m in measurements[1:] if not m.traced]
-        slow = bool(timed) and measurements[-1].wall_seconds >= EARLY_STOP_ITEM_SECONDS
-        return slow and probe.probably_up()
+        if not timed or measurements[-1].wall_seconds < EARLY_STOP_ITEM_SECONDS:
+            return False
+        if probe is not None and probe.started:
+            return probe.probably_up()
+        waiting = sum(m.cpu_seconds for m in timed) <= IO_BOUND_CPU_RATIO * sum(
+            m.wall_seconds for m in timed)
+        return waiting and self.executor_type in (None, "thread")
 
     def _close_probe(self) -> None:
         """Shut down the probe's pool if the run did not take it."""

@@ -1,14 +1,15 @@
 """Run the whole benchmark suite and write docs/benchmarks.md.
 
-    python -m benchmarks.run            # full run (about 7 minutes on 2 cores)
+    python -m benchmarks.run            # full run (about 11 minutes on 2 cores)
     python -m benchmarks.run --quick    # smaller inputs, one repeat: a smoke run
 
 Every measurement runs in a fresh child process (benchmarks/child.py), so each method
 starts cold: amorsize's first call measures the machine's costs from scratch, Pool,
 joblib and mpire start their workers. Methods are interleaved (the order rotates each
-repeat) and the medians are reported as ratios to "the limit": the best wall time a
-grid search found over executor (process, thread), n_jobs (1 to 4x cores) and
-chunksize (powers of 4 and the even split), serial included.
+repeat) and the medians are reported as ratios to "the limit": the configuration a
+grid search over executor (process, thread), n_jobs (1 to 4x cores) and chunksize
+(powers of 4 and the even split), serial included, finds fastest (its best few
+re-measured every repeat; the lowest median wins).
 """
 
 from __future__ import annotations
@@ -96,8 +97,8 @@ class WorkloadRun:
         self.quick = quick
         self.times: dict[str, list[float]] = {k: [] for k in LABELS}
         self.timed_out: dict[str, float] = {}
-        self.limit_times: list[float] = []
-        self.limit_configs: list[list[Any]] = []
+        # Each candidate configuration's time in every repeat (None: cut off).
+        self.config_times: dict[str, list[Optional[float]]] = {}
         self.grid: list[tuple[list[Any], float]] = []
         self.decisions: list[dict[str, Any]] = []
 
@@ -112,16 +113,23 @@ class WorkloadRun:
 
     @property
     def limit(self) -> float:
-        """Median over repeats of the best re-measured grid configuration (serial
-        included: the serial method's own run of that repeat counts too)."""
+        """Median over repeats of the limit configuration's time."""
         return statistics.median(self.limits())
 
+    @property
+    def limit_config(self) -> list[Any]:
+        """The re-measured candidate configuration with the lowest median time."""
+        def median_time(key: str) -> float:
+            times = [t for t in self.config_times[key] if t is not None]
+            return statistics.median(times) if times else math.inf
+        return list(json.loads(min(self.config_times, key=median_time)))
+
     def limits(self) -> list[float]:
-        """The limit of each repeat: best re-measured configuration or that repeat's
-        serial run, whichever was faster."""
-        serial = self.times["serial"]
-        return [min(best, serial[i]) if i < len(serial) else best
-                for i, best in enumerate(self.limit_times)]
+        """The limit configuration's time in each repeat. One configuration for all
+        repeats, measured once per repeat like every method: taking the fastest of
+        several configurations in each repeat would favour the luckiest run."""
+        times = self.config_times[json.dumps(self.limit_config)]
+        return [t if t is not None else math.inf for t in times]
 
     def ratio(self, key: str) -> Optional[float]:
         """Median over repeats of the method's time / the limit of the same repeat
@@ -132,17 +140,6 @@ class WorkloadRun:
         if len(values) != len(limits):  # measured once (then capped): use the medians
             return statistics.median(values) / self.limit
         return statistics.median(v / lim for v, lim in zip(values, limits, strict=True))
-
-    @property
-    def limit_config(self) -> list[Any]:
-        """The grid configuration that won most often."""
-        counts: dict[str, int] = {}
-        serial = self.times["serial"]
-        for i, best in enumerate(self.limit_configs):
-            beaten = i < len(serial) and serial[i] < self.limit_times[i]
-            config = ["serial", 1, 0] if beaten else best
-            counts[json.dumps(config)] = counts.get(json.dumps(config), 0) + 1
-        return list(json.loads(max(counts, key=lambda k: counts[k])))
 
 
 def method_cap(run: WorkloadRun) -> float:
@@ -165,16 +162,10 @@ def measure_repeat(run: WorkloadRun, repeat: int) -> None:
             configs = [["serial", 1, 0]]
             configs += [c for c, _ in run.grid[:TOP_CONFIGS] if c != ["serial", 1, 0]]
             cutoff = 3 * run.grid[0][1] + 1
-            pairs = []
             for config in configs:
                 out = child(run.spec("configs", configs=[config], cutoff=cutoff), cutoff + 30)
-                if out is not None and out["times"][0] is not None:
-                    pairs.append((out["times"][0], config))
-            if not pairs:
-                continue
-            best_time, best_config = min(pairs)
-            run.limit_times.append(best_time)
-            run.limit_configs.append(best_config)
+                time_taken = out["times"][0] if out is not None else None
+                run.config_times.setdefault(json.dumps(config), []).append(time_taken)
             continue
         cap = method_cap(run)
         out = child(run.spec(method), cap + 20)
@@ -198,7 +189,7 @@ def ratio_cell(run: WorkloadRun, key: str) -> str:
     ratio = run.ratio(key)
     if ratio is None:
         return "n/a"
-    mark = " (1 run)" if len(run.times[key]) == 1 and len(run.limit_times) > 1 else ""
+    mark = " (1 run)" if len(run.times[key]) == 1 and len(run.limits()) > 1 else ""
     return f"{ratio:.2f}{mark}"
 
 
@@ -276,14 +267,16 @@ def render(runs: list[WorkloadRun], info: dict[str, Any], memory: Optional[dict[
         "",
         "## Wall time as a ratio to the limit (median of side-by-side ratios; lower is better)",
         "",
-        "The limit is the best wall time of a grid search over executor (process, thread), "
-        "n_jobs (1 to 4x cores), chunksize (powers of 4 and the even split) and serial, "
-        f"its {TOP_CONFIGS} best configurations re-measured in every repeat. Every "
-        "method runs in a fresh process; amorsize 1st is its first call there (machine "
-        "costs measured cold, default settings), amorsize again a later call in the same "
-        "process with keep_workers=True, after one that kept its workers warm. Each "
-        "ratio is taken within one repeat (method and limit measured minutes apart at "
-        "most), then the median over repeats is shown. "
+        "The limit is the best configuration of a grid search over executor (process, "
+        "thread), n_jobs (1 to 4x cores), chunksize (powers of 4 and the even split) and "
+        f"serial: its {TOP_CONFIGS} best configurations and serial are re-measured in "
+        "every repeat, each in a fresh process, and the one with the lowest median is "
+        "the limit (one configuration throughout: the fastest of several in each repeat "
+        "would favour the luckiest run). Every method runs in a fresh process; amorsize "
+        "1st is its first call there (machine costs measured cold, default settings), "
+        "amorsize again a later call in the same process with keep_workers=True, after "
+        "one that kept its workers warm. Each ratio is taken within one repeat (method "
+        "and limit measured minutes apart at most), then the median over repeats is shown. "
         "Speedups: estimated is what optimize() predicted (end to end), achieved is "
         "the median over repeats of serial / amorsize 1st measured side by side.",
         "",
@@ -385,7 +378,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--skip-hooks", action="store_true")
     args = parser.parse_args(argv)
     if args.repeats is None:
-        args.repeats = 1 if args.quick else 5
+        args.repeats = 1 if args.quick else 7
     started = time.perf_counter()
     info = machine()
     names = [n for n in args.only.split(",") if n] or list(WORKLOADS)
@@ -404,7 +397,10 @@ def main(argv: Optional[list[str]] = None) -> None:
             measure_repeat(run, repeat)
             print(f"[repeat {repeat + 1}] {run.name}: "
                   + ", ".join(f"{k} {v[-1]:.3f}" for k, v in run.times.items() if v)
-                  + f", limit {run.limit_times[-1]:.3f}", flush=True)
+                  + ", configs " + ", ".join(
+                      f"{describe(json.loads(k))} {v[-1]:.3f}" if v[-1] is not None
+                      else f"{describe(json.loads(k))} cut off"
+                      for k, v in run.config_times.items()), flush=True)
     memory = None
     if not args.skip_memory:
         items = 2_000_000 if args.quick else 10_000_000

@@ -335,3 +335,11 @@ def test_first_execute_of_a_long_job_stops_sampling_once_its_workers_are_up(
     assert decision.executor_type == "process"
     # Workers start in well under 30 items of a few ms: the dry run stopped sooner.
     assert 2 <= decision.figures["sampled items"] < 30
+
+
+def test_waiting_items_end_the_dry_run_after_one_timed_item(no_leftover_children: None) -> None:
+    results, decision = execute(nap, range(50), return_optimization_result=True)
+    assert results == list(range(50))
+    assert decision.executor_type == "thread"
+    # The first item (warm-up) and one timed item: the other three would only wait.
+    assert decision.figures["sampled items"] == 2
