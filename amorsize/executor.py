@@ -643,7 +643,9 @@ def execute(
     results in input order (and the OptimizationResult if asked).
 
     n_jobs, chunksize, executor or executor_type fix that part of the decision; the
-    rest is optimized. `hooks` is a HookManager, a Hook object or a list of them.
+    rest is optimized from a dry run on up to `sample_size` items (slow items stop it
+    sooner, once worker processes started for the job are up or the items are seen
+    to wait). `hooks` is a HookManager, a Hook object or a list of them.
     `progress=True` shows a tqdm progress bar (extra `amorsize[progress]`).
     `keep_workers=True` keeps this run's process pool warm (30 s idle) for the next
     execute() of the same, unchanged function; `shutdown_workers()` ends it sooner.

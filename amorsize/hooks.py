@@ -8,6 +8,7 @@ changes the results of the run.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -31,9 +32,12 @@ class HookEvent(Enum):
     ON_PROGRESS = "on_progress"
 
 
-@dataclass
+@dataclass(slots=True)
 class HookContext:
-    """What a callback is told about the run. Only `event` is required."""
+    """What a callback is told about the run. Only `event` is required.
+
+    Slotted: one is built per event, and slots make that cheaper (put extra
+    information in `metadata`)."""
 
     event: HookEvent
     timestamp: float = field(default_factory=time.time)
@@ -79,6 +83,33 @@ class Hook:
         """Called once when this object is added to `manager`."""
 
 
+class _Dispatch:
+    """The callbacks of one event as registered at one time, and how often they ran.
+
+    trigger() counts with `next(ticks)`, atomic without a lock. `triggers()` reads the
+    count by taking a tick too, and subtracts the ticks taken by reads.
+    """
+
+    __slots__ = ("callbacks", "ticks", "_reads")
+
+    def __init__(self, callbacks: tuple[HookCallback, ...]) -> None:
+        self.callbacks = callbacks
+        self.ticks = itertools.count()
+        self._reads = 0
+
+    def triggers(self) -> int:
+        """How often these callbacks were triggered (call under the manager's lock)."""
+        value = next(self.ticks) - self._reads
+        self._reads += 1
+        return value
+
+
+# Replaced dispatch entries kept (their triggers counted on demand) before the oldest
+# are folded into a plain number: a trigger still running on an entry replaced a
+# moment ago is then counted too.
+_RETIRED_KEPT = 32
+
+
 class HookManager:
     """Registry of callbacks per event; thread-safe; isolates raising callbacks."""
 
@@ -86,9 +117,34 @@ class HookManager:
         self.verbose = verbose
         self._lock = threading.Lock()
         self._callbacks: dict[HookEvent, tuple[HookCallback, ...]] = {}
-        self._call_counts: dict[HookEvent, int] = {event: 0 for event in HookEvent}
+        self._dispatch: dict[HookEvent, _Dispatch] = {}
+        self._retired: dict[HookEvent, list[_Dispatch]] = {event: [] for event in HookEvent}
+        self._folded_calls: dict[HookEvent, int] = {event: 0 for event in HookEvent}
         self._error_counts: dict[HookEvent, int] = {event: 0 for event in HookEvent}
         self._objects: list[Hook] = []
+
+    def _set_callbacks(self, event: HookEvent, callbacks: tuple[HookCallback, ...]) -> None:
+        """Replace the callbacks of `event` (hold the lock)."""
+        old = self._dispatch.pop(event, None)
+        if old is not None:
+            retired = self._retired[event]
+            retired.append(old)
+            while len(retired) > _RETIRED_KEPT:
+                oldest = retired.pop(0)
+                self._folded_calls[event] += len(oldest.callbacks) * oldest.triggers()
+        if callbacks:
+            self._callbacks[event] = callbacks
+            self._dispatch[event] = _Dispatch(callbacks)
+        else:
+            self._callbacks.pop(event, None)
+
+    def _call_count(self, event: HookEvent) -> int:
+        """Callbacks called for `event` so far (hold the lock)."""
+        entries = [*self._retired[event]]
+        current = self._dispatch.get(event)
+        if current is not None:
+            entries.append(current)
+        return self._folded_calls[event] + sum(len(d.callbacks) * d.triggers() for d in entries)
 
     def register(self, event: HookEvent, callback: HookCallback) -> None:
         """Call `callback(ctx)` on every `event`; registering it twice keeps one."""
@@ -99,7 +155,7 @@ class HookManager:
         with self._lock:
             current = self._callbacks.get(event, ())
             if callback not in current:
-                self._callbacks[event] = current + (callback,)
+                self._set_callbacks(event, current + (callback,))
 
     def on(self, event: HookEvent) -> Callable[[HookCallback], HookCallback]:
         """Decorator form of register(): `@hooks.on(HookEvent.POST_EXECUTE)`."""
@@ -139,22 +195,18 @@ class HookManager:
             current = self._callbacks.get(event, ())
             if callback not in current:
                 return False
-            remaining = tuple(cb for cb in current if cb != callback)
-            if remaining:
-                self._callbacks[event] = remaining
-            else:
-                del self._callbacks[event]
+            self._set_callbacks(event, tuple(cb for cb in current if cb != callback))
             return True
 
     def unregister_all(self, event: Optional[HookEvent] = None) -> int:
         """Remove all callbacks of `event` (all events if None); return how many."""
         with self._lock:
+            events = list(self._callbacks) if event is None else [event]
+            removed = sum(len(self._callbacks.get(e, ())) for e in events)
+            for each in events:
+                self._set_callbacks(each, ())
             if event is None:
-                removed = sum(len(cbs) for cbs in self._callbacks.values())
-                self._callbacks.clear()
                 self._objects.clear()
-            else:
-                removed = len(self._callbacks.pop(event, ()))
             return removed
 
     def has_hooks(self, event: HookEvent) -> bool:
@@ -171,10 +223,11 @@ class HookManager:
 
     def trigger(self, ctx: HookContext) -> None:
         """Call every callback of `ctx.event` with `ctx`, isolating failures."""
-        callbacks = self._callbacks.get(ctx.event)
-        if not callbacks:
+        dispatch = self._dispatch.get(ctx.event)
+        if dispatch is None:
             return
         event = ctx.event
+        callbacks = dispatch.callbacks
         failures = 0
         for callback in callbacks:
             try:
@@ -186,9 +239,9 @@ class HookManager:
                     getattr(callback, "__qualname__", callback),
                     event.value,
                 )
-        with self._lock:
-            self._call_counts[event] += len(callbacks)
-            if failures:
+        next(dispatch.ticks)
+        if failures:
+            with self._lock:
                 self._error_counts[event] += failures
         if self.verbose:
             logger.info("amorsize hooks: %s -> %d callback(s)", event.value, len(callbacks))
@@ -198,7 +251,7 @@ class HookManager:
         with self._lock:
             return {
                 "hook_counts": {e.value: len(self._callbacks.get(e, ())) for e in HookEvent},
-                "call_counts": {e.value: n for e, n in self._call_counts.items()},
+                "call_counts": {e.value: self._call_count(e) for e in HookEvent},
                 "error_counts": {e.value: n for e, n in self._error_counts.items()},
             }
 

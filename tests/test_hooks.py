@@ -471,3 +471,47 @@ def test_factories_work_through_a_manager() -> None:
     manager.trigger(ctx(HookEvent.ON_ERROR, error=KeyError("k")))
     assert percents == [50.0]
     assert [type(e) for e in errors] == [KeyError]
+
+
+def test_call_counts_stay_exact_across_registration_changes() -> None:
+    manager = HookManager()
+    event = HookEvent.ON_CHUNK_COMPLETE
+    ctx = HookContext(event=event)
+    manager.register(event, lambda c: None)
+    for _ in range(3):
+        manager.trigger(ctx)
+    second = lambda c: None  # noqa: E731
+    manager.register(event, second)
+    for _ in range(2):
+        manager.trigger(ctx)
+    manager.unregister(event, second)
+    manager.trigger(ctx)
+    assert manager.get_stats()["call_counts"][event.value] == 3 + 2 * 2 + 1
+    # Many more changes than the manager keeps apart: the counts are folded, not lost.
+    for _ in range(100):
+        manager.register(event, second)
+        manager.trigger(ctx)
+        manager.unregister(event, second)
+    assert manager.get_stats()["call_counts"][event.value] == 8 + 100 * 2
+    assert manager.get_stats()["call_counts"][event.value] == 208  # reading changes nothing
+
+
+def test_call_counts_are_exact_under_concurrent_triggers() -> None:
+    manager = HookManager()
+    event = HookEvent.ON_PROGRESS
+    manager.register(event, lambda c: None)
+    manager.register(event, lambda c: None)
+    ctx = HookContext(event=event)
+
+    def fire() -> None:
+        for _ in range(2_000):
+            manager.trigger(ctx)
+
+    threads = [threading.Thread(target=fire) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for _ in range(50):
+        manager.get_stats()  # reads while the triggers run
+    for thread in threads:
+        thread.join()
+    assert manager.get_stats()["call_counts"][event.value] == 8 * 2_000 * 2
