@@ -124,9 +124,11 @@ _process_costs: dict[str, ProcessCosts] = {}
 
 
 # Probe sizes: enough to see the costs, small enough that the first call of a process
-# pays about 2 ms for them beyond the start of the workers.
+# pays about 3 ms for them beyond the start of the workers.
 _ROUNDTRIPS = 4
-_TRANSFER_BYTES = 128 * 1024
+# Per byte, 128 KB looked 2-3x cheaper than 512 KB (1 vs 2.5-3 ns): large results are
+# what this figure is for, so it is measured with a large one.
+_TRANSFER_BYTES = 512 * 1024
 _TRANSFERS = 2
 
 

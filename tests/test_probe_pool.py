@@ -13,13 +13,6 @@ from amorsize.probe_pool import ProbePool
 from tests.workloads import heavy, pid_of
 
 
-def large_result(x: int) -> bytes:
-    """About 1.2 ms of work returning 512 KB: more than pickling the result costs, less
-    than pickling it and sending it back through a pipe."""
-    total = sum(i * x % 7 for i in range(22_000))
-    return bytes([total % 256]) * (512 * 1024)
-
-
 @pytest.fixture
 def no_cached_costs(monkeypatch: pytest.MonkeyPatch) -> None:
     """Start from a process that has measured no process costs yet."""
@@ -113,7 +106,7 @@ def test_first_execute_runs_on_the_workers_its_probe_started(
     assert in_workers <= handed[0]  # no second pool was started
 
 
-def test_probe_is_shut_down_when_the_run_goes_serial(
+def test_a_started_pool_the_run_does_not_take_is_shut_down(
     no_cached_costs: None, no_leftover_children: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     closed: list[Any] = []
@@ -124,8 +117,9 @@ def test_probe_is_shut_down_when_the_run_goes_serial(
         original_close(self)
 
     monkeypatch.setattr(ProbePool, "close", recording_close)
-    # The probe measures the pipe, then serial wins.
-    results, decision = execute(large_result, range(100), return_optimization_result=True)
-    assert decision.executor_type == "serial"
-    assert results == [large_result(x) for x in range(100)]
-    assert closed and closed[0] is not None  # a started, untaken pool was shut down
+    # As when the decision wants another pool (or none): the run starts its own.
+    monkeypatch.setattr(ProbePool, "take", lambda self, n_jobs: None)
+    results, decision = execute(heavy, range(40), n_jobs=2, executor_type="process",
+                                return_optimization_result=True)
+    assert results == [heavy(x) for x in range(40)]
+    assert closed and closed[0] is not None  # the started, untaken pool was shut down
