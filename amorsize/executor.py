@@ -39,6 +39,7 @@ from amorsize.hooks import HookManager, HooksArgument, as_hook_manager
 from amorsize.names import STATUS_CANCELLED, STATUS_ERROR, STATUS_SUCCESS, function_label
 from amorsize.optimizer import (
     IO_BOUND_CPU_RATIO,
+    IPC_SECONDS_PER_BYTE_BOUND,
     WORKER_START_KEPT,
     OptimizationResult,
     optimize_with_sample,
@@ -332,9 +333,10 @@ class _Job:
             total = self.total_items
         probe = self.probe
         if len(measurements) == 1:
-            if probe is not None and (self.executor_type == "process" or processes_look_likely(
-                measurements[0], total, system.usable_cores(), self.min_speedup
-            )):
+            if probe is not None and (
+                self.executor_type == "process"
+                or self._processes_look_likely(probe, measurements[0], total)
+            ):
                 probe.start()
             return False
         timed = [m for m in measurements[1:] if not m.traced]
@@ -345,6 +347,16 @@ class _Job:
         waiting = sum(m.cpu_seconds for m in timed) <= IO_BOUND_CPU_RATIO * sum(
             m.wall_seconds for m in timed)
         return waiting and self.executor_type in (None, "thread")
+
+    def _processes_look_likely(self, probe: ProbePool, first: ItemMeasurement,
+                               total: Optional[int]) -> bool:
+        """processes_look_likely(), with this process's measured cost per byte if known."""
+        cached = system.cached_process_costs(probe.start_method, ipc=True)
+        per_byte = cached.ipc_seconds_per_byte if cached is not None else None
+        return processes_look_likely(
+            first, total, system.usable_cores(), self.min_speedup,
+            per_byte if per_byte is not None else IPC_SECONDS_PER_BYTE_BOUND,
+        )
 
     def _close_probe(self) -> None:
         """Shut down the probe's pool if the run did not take it."""

@@ -29,6 +29,11 @@ IO_BOUND_CPU_RATIO = 0.5
 MAX_THREADS = 64
 # Work per in-process (serial) chunk: progress events about once a second.
 SERIAL_CHUNK_SECONDS = 1.0
+# Used for the pipe's cost per byte where it was not measured: above the 1-3 ns seen
+# on the benchmark machine. It is measured (3 ms) when the data moved at this bound
+# would cost IPC_MATTERS_SHARE of the job or more.
+IPC_SECONDS_PER_BYTE_BOUND = 5e-9
+IPC_MATTERS_SHARE = 0.01
 # How far apart, as a share of one chunk's time, workers given equal chunks still end
 # (the machine's own variation; the items' sampled spread is used when larger). On the
 # 2-core benchmark machine, equal chunks of 0.05 to 0.2 s took a few % apart when quiet,
@@ -222,7 +227,9 @@ def predict_process(
     """
     tasks = math.ceil(w.items / chunksize)
     startup = costs.worker_start * (1 + n_jobs) / 2 + 0.25 * costs.worker_start * n_jobs
-    per_item_ipc = w.pickle_seconds + w.transfer_bytes * costs.ipc_seconds_per_byte
+    per_byte = costs.ipc_seconds_per_byte
+    per_item_ipc = w.pickle_seconds + w.transfer_bytes * (
+        per_byte if per_byte is not None else IPC_SECONDS_PER_BYTE_BOUND)
     task_cpu = TASK_CPU_ROUNDTRIPS * costs.task_roundtrip
     parent = w.items * per_item_ipc + tasks * task_cpu / 2
     busy_workers = min(n_jobs, tasks)
@@ -333,12 +340,13 @@ def decide(
     executor_type: Optional[str] = None,
     total_items: Optional[int] = None,
     min_speedup: float = 1.1,
-    process_cost_source: Optional[Callable[[], system.ProcessCosts]] = None,
+    process_cost_source: Optional[Callable[[bool], system.ProcessCosts]] = None,
 ) -> OptimizationResult:
     """Turn a sample into a decision. Fixed n_jobs/chunksize/executor_type are kept.
 
-    `process_cost_source` is called when the decision needs the process costs
-    (default: `system.process_costs`, measured once per process).
+    `process_cost_source(ipc)` is called when the decision needs the process costs,
+    `ipc` telling whether the cost per byte is needed too (default:
+    `system.process_costs`, measured once per process).
     """
     warnings: list[str] = []
     total = total_items if total_items is not None else sample.total_items
@@ -426,11 +434,19 @@ def decide(
         allowed.remove("process")  # and the process costs need not be measured
     process_costs = None
     if "process" in allowed:
-        process_costs = (process_cost_source or system.process_costs)()
+        moved = w.items * w.transfer_bytes * IPC_SECONDS_PER_BYTE_BOUND
+        needs_ipc = moved >= IPC_MATTERS_SHARE * serial_seconds
+        if process_cost_source is not None:
+            process_costs = process_cost_source(needs_ipc)
+        else:
+            process_costs = system.process_costs(ipc=needs_ipc)
     if process_costs is not None:
         figures["worker start (s)"] = process_costs.worker_start
         figures["task round-trip (s)"] = process_costs.task_roundtrip
-        figures["ipc cost (s/byte)"] = process_costs.ipc_seconds_per_byte
+        figures["ipc cost (s/byte)"] = (
+            process_costs.ipc_seconds_per_byte if process_costs.ipc_seconds_per_byte is not None
+            else f"not measured: the data moved is too small to matter (at most "
+                 f"{IPC_SECONDS_PER_BYTE_BOUND:g} assumed)")
     if thread_costs is not None:
         figures["thread task round-trip (s)"] = thread_costs.task_roundtrip
     plan = best_plan(
@@ -524,11 +540,13 @@ EARLY_START_JOB_SECONDS = 0.1
 
 
 def processes_look_likely(first: ItemMeasurement, total: Optional[int], cores: int,
-                          min_speedup: float = 1.1) -> bool:
+                          min_speedup: float = 1.1,
+                          per_byte: float = IPC_SECONDS_PER_BYTE_BOUND) -> bool:
     """From the first sampled item alone: is a process pool likely to be the decision?
 
     True for computing (not waiting) items whose job is long (at least
-    `EARLY_START_JOB_SECONDS` serially) and whose pickling leaves room for a speedup.
+    `EARLY_START_JOB_SECONDS` serially) and whose pickling and bytes through the pipe
+    (`per_byte` seconds each: measured, else a bound) leave room for a speedup.
     Worker processes can then be started while the rest of the sample runs.
     """
     if cores < 2 or first.wall_seconds <= 0 or first.input_bytes is None or (
@@ -540,9 +558,10 @@ def processes_look_likely(first: ItemMeasurement, total: Optional[int], cores: i
     items = total if total is not None else ASSUMED_UNKNOWN_TOTAL
     if items * first.wall_seconds < EARLY_START_JOB_SECONDS:
         return False
-    pickling = (first.input_pickle_seconds + first.result_pickle_seconds
-                + first.result_unpickle_seconds)
-    ideal = max(first.wall_seconds / cores, pickling)
+    parent = (first.input_pickle_seconds + first.result_pickle_seconds
+              + first.result_unpickle_seconds
+              + (first.input_bytes + first.result_bytes) * per_byte)
+    ideal = max(first.wall_seconds / cores, parent)
     return ideal * min_speedup < first.wall_seconds
 
 
@@ -601,7 +620,7 @@ def optimize_with_sample(
     executor_type: Optional[str] = None,
     total_items: Optional[int] = None,
     min_speedup: float = 1.1,
-    process_cost_source: Optional[Callable[[], system.ProcessCosts]] = None,
+    process_cost_source: Optional[Callable[[bool], system.ProcessCosts]] = None,
     enough: Optional[EnoughSampled] = None,
 ) -> tuple[OptimizationResult, Sample]:
     """Sample `func` on `data` and decide; return the decision and the sample.

@@ -11,8 +11,8 @@ second core idle while the dry run computes. So execute() gives the optimizer a
   once the first sampled item shows a job that worker processes are likely to run,
   and the rest of the dry run goes on while the workers start (ending early, for
   slow items, once they are `probably_up()`);
-- `costs()` returns the cached process costs, or measures them on this pool
-  (starting it if it was not started yet);
+- `costs()` returns the cached process costs, or measures what is missing on this
+  pool (starting it if it was not started yet);
 - `take(n_jobs)` hands the started pool to the run if the decision wants exactly
   such a pool;
 - `close()` shuts down whatever was not taken, so no worker outlives execute().
@@ -40,7 +40,6 @@ class ProbePool:
         self.workers = max(1, workers)
         self.context = mp_context or multiprocessing.get_context()
         self._start: Optional[system.PoolStart] = None
-        self._measured = False
         self._started_at = 0.0
         # Seconds this process spent starting the pool and waiting for its first worker.
         self.start_seconds = 0.0
@@ -79,21 +78,19 @@ class ProbePool:
         expected = one * (1 + self.workers) / 2
         return time.perf_counter() - self._started_at >= expected
 
-    def costs(self) -> system.ProcessCosts:
-        """Return the process costs: cached ones, else measured on this pool."""
-        cached = system.cached_process_costs(self.start_method)
+    def costs(self, ipc: bool = True) -> system.ProcessCosts:
+        """Return the process costs (with the per-byte cost if `ipc`): cached ones,
+        else measured on this pool, started now if it was not yet."""
+        cached = system.cached_process_costs(self.start_method, ipc)
         if cached is not None:
             return cached
-        if self._measured:  # measured before on this pool: it is no longer fresh
-            return system.process_costs(self.start_method)
         self.start()
         assert self._start is not None
-        self._measured = True
         try:
             waited = time.perf_counter()
             self._start.worker_start()  # wait for the first worker, as the run would
             self.start_seconds += time.perf_counter() - waited
-            return system.measure_process_costs(self._start, self.start_method)
+            return system.measure_process_costs(self._start, self.start_method, ipc)
         except BaseException:
             self.close()
             raise

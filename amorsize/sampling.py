@@ -194,6 +194,9 @@ def take_sample(
     error_tb: Optional[str] = None
     peak = 0
     traced_index: Optional[int] = None
+    # The first pickling in a process takes 5-10x longer than the next: do it untimed,
+    # so the first item's pickling times (used to judge it early) are not inflated.
+    pickle.loads(pickle.dumps(0, protocol=pickle.HIGHEST_PROTOCOL))
     wall_start = time.time()
     started = time.perf_counter()
     for index in range(sample_size):

@@ -8,6 +8,7 @@ measured once per process and start method, then cached.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import multiprocessing
@@ -98,13 +99,14 @@ class ProcessCosts:
 
     - worker_start: seconds to start one worker process and get its first answer.
     - task_roundtrip: seconds to submit one tiny task to a warm pool and get it back.
-    - ipc_seconds_per_byte: extra seconds per byte of result sent back to the parent.
+    - ipc_seconds_per_byte: extra seconds per byte of result sent back to the parent;
+      None until a job moved enough data for it to matter (see `process_costs`).
     """
 
     start_method: str
     worker_start: float
     task_roundtrip: float
-    ipc_seconds_per_byte: float
+    ipc_seconds_per_byte: Optional[float] = None
 
 
 def _echo(payload: object) -> object:
@@ -154,44 +156,61 @@ class PoolStart:
         return max(0.0, answered - self.requested) * 2 / (1 + self.workers)
 
 
-def measure_process_costs(start: PoolStart, method: str) -> ProcessCosts:
-    """Measure the process costs on the pool `start` started (nothing else runs on
-    it meanwhile); cache and return them."""
+def measure_process_costs(start: PoolStart, method: str, ipc: bool = True) -> ProcessCosts:
+    """Measure the process costs on the pool `start` started (nothing else runs on it
+    meanwhile); cache and return them. With `ipc`, the cost per byte through the pipe
+    too (about 3 ms more). Figures already cached are kept, not measured again."""
     pool = start.pool
-    worker_start = start.worker_start()
-    roundtrips = []
-    for _ in range(_ROUNDTRIPS):
-        t0 = time.perf_counter()
-        pool.submit(_echo, None).result()
-        roundtrips.append(time.perf_counter() - t0)
-    task_roundtrip = statistics.median(roundtrips[1:])  # the first one is still warming up
-    transfer = math.inf
-    for _ in range(_TRANSFERS):
-        t0 = time.perf_counter()
-        pool.submit(_payload, _TRANSFER_BYTES).result()
-        transfer = min(transfer, time.perf_counter() - t0)
-    per_byte = max(0.0, transfer - task_roundtrip) / _TRANSFER_BYTES
-    costs = ProcessCosts(method, worker_start, task_roundtrip, per_byte)
-    with _costs_lock:
-        return _process_costs.setdefault(method, costs)
-
-
-def cached_process_costs(method: Optional[str] = None) -> Optional[ProcessCosts]:
-    """Return the process costs measured earlier in this process, or None."""
-    with _costs_lock:
-        return _process_costs.get(method or start_method())
-
-
-def process_costs(method: Optional[str] = None) -> ProcessCosts:
-    """Return the process costs for `method`: measured once on a one-worker pool that
-    is shut down at once, then cached."""
-    method = method or start_method()
     cached = cached_process_costs(method)
+    if cached is None:
+        worker_start = start.worker_start()
+        roundtrips = []
+        for _ in range(_ROUNDTRIPS):
+            t0 = time.perf_counter()
+            pool.submit(_echo, None).result()
+            roundtrips.append(time.perf_counter() - t0)
+        task_roundtrip = statistics.median(roundtrips[1:])  # the first is still warming up
+        costs = ProcessCosts(method, worker_start, task_roundtrip)
+    else:
+        start.worker_start()  # wait for the workers, as the measurement below needs them
+        costs = cached
+    if ipc and costs.ipc_seconds_per_byte is None:
+        transfer = math.inf
+        for _ in range(_TRANSFERS):
+            t0 = time.perf_counter()
+            pool.submit(_payload, _TRANSFER_BYTES).result()
+            transfer = min(transfer, time.perf_counter() - t0)
+        per_byte = max(0.0, transfer - costs.task_roundtrip) / _TRANSFER_BYTES
+        costs = dataclasses.replace(costs, ipc_seconds_per_byte=per_byte)
+    with _costs_lock:
+        kept = _process_costs.get(method)
+        if kept is None or (kept.ipc_seconds_per_byte is None
+                            and costs.ipc_seconds_per_byte is not None):
+            _process_costs[method] = kept = costs
+        return kept
+
+
+def cached_process_costs(method: Optional[str] = None, ipc: bool = False
+                         ) -> Optional[ProcessCosts]:
+    """Return the process costs measured earlier in this process (with the per-byte
+    cost if `ipc`), or None."""
+    with _costs_lock:
+        cached = _process_costs.get(method or start_method())
+    if cached is None or (ipc and cached.ipc_seconds_per_byte is None):
+        return None
+    return cached
+
+
+def process_costs(method: Optional[str] = None, ipc: bool = True) -> ProcessCosts:
+    """Return the process costs for `method` (with the per-byte cost if `ipc`):
+    measured once on a one-worker pool that is shut down at once, then cached."""
+    method = method or start_method()
+    cached = cached_process_costs(method, ipc)
     if cached is not None:
         return cached
     pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context(method))
     try:
-        return measure_process_costs(PoolStart(pool, 1), method)
+        return measure_process_costs(PoolStart(pool, 1), method, ipc)
     finally:
         pool.shutdown(wait=True)  # join the probe worker: no process outlives a call
 

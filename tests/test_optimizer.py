@@ -304,10 +304,11 @@ def test_many_tiny_tasks_are_predicted_slower_than_a_few_per_worker() -> None:
     assert few_per_worker < predict_process(w, 2, 3000, 2, costs)
 
 
-def measured(wall: float, cpu: Optional[float] = None, pickling: float = 1e-6) -> ItemMeasurement:
+def measured(wall: float, cpu: Optional[float] = None, pickling: float = 1e-6,
+             result_bytes: int = 5) -> ItemMeasurement:
     return ItemMeasurement(wall_seconds=wall, cpu_seconds=wall if cpu is None else cpu,
                            input_bytes=5, input_pickle_seconds=pickling / 3,
-                           result_bytes=5, result_pickle_seconds=pickling / 3,
+                           result_bytes=result_bytes, result_pickle_seconds=pickling / 3,
                            result_unpickle_seconds=pickling / 3)
 
 
@@ -318,6 +319,7 @@ def measured(wall: float, cpu: Optional[float] = None, pickling: float = 1e-6) -
     (measured(0.002, cpu=0.0001), 1000, False),  # waiting: threads, not processes
     (measured(1e-7, pickling=2e-6), 4_000_000, False),  # pickling costs more than the call
     (measured(75e-6), None, True),  # unknown length: the assumed 10,000 items
+    (measured(150e-6, result_bytes=128 * 1024), 2000, False),  # the pipe costs more
 ])
 def test_processes_look_likely_from_the_first_item(first: ItemMeasurement,
                                                    total: Optional[int], likely: bool) -> None:
@@ -329,9 +331,10 @@ def test_first_execute_of_a_long_job_stops_sampling_once_its_workers_are_up(
     no_leftover_children: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(system, "_process_costs", {})
-    results, decision = execute(heavy, range(40), n_jobs=2, sample_size=30,
+    # About 0.3 s of work in all: clearly long enough to start workers early.
+    results, decision = execute(heavy, range(100), n_jobs=2, sample_size=30,
                                 return_optimization_result=True)
-    assert results == [heavy(x) for x in range(40)]
+    assert results == [heavy(x) for x in range(100)]
     assert decision.executor_type == "process"
     # Workers start in well under 30 items of a few ms: the dry run stopped sooner.
     assert 2 <= decision.figures["sampled items"] < 30
