@@ -1,6 +1,6 @@
 """Run the whole benchmark suite and write docs/benchmarks.md.
 
-    python -m benchmarks.run            # full run (about 11 minutes on 2 cores)
+    python -m benchmarks.run            # full run (about 14 minutes on 2 cores)
     python -m benchmarks.run --quick    # smaller inputs, one repeat: a smoke run
 
 Every measurement runs in a fresh child process (benchmarks/child.py), so each method
@@ -295,6 +295,11 @@ def render(runs: list[WorkloadRun], info: dict[str, Any], memory: Optional[dict[
             + f" | {s['decision']} | {s['estimated']:.2f} | {s['achieved']:.2f} "
             f"| {100 * s['opt_share']:.1f}% |"
         )
+    spreads = ", ".join(
+        f"{run.name} {max(run.times['serial']) / min(run.times['serial']):.2f}x"
+        for run in runs if run.times["serial"])
+    lines += ["", "How noisy the machine was: the slowest / the fastest of the serial runs "
+              f"of each workload over the repeats: {spreads}."]
     lines += ["", "Workloads:", ""]
     lines += [f"- {run.name}: {WORKLOADS[run.name].description}"
               + (" (quick size)" if args.quick else "") for run in runs]
@@ -370,7 +375,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     """Parse options, measure everything, print and write the report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small inputs, one repeat")
-    parser.add_argument("--repeats", type=int, default=None, help="interleaved repeats (5)")
+    parser.add_argument("--repeats", type=int, default=None, help="interleaved repeats (9)")
     parser.add_argument("--only", default="", help="comma-separated workload names")
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.md"))
     parser.add_argument("--no-write", action="store_true", help="print only")
@@ -378,7 +383,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--skip-hooks", action="store_true")
     args = parser.parse_args(argv)
     if args.repeats is None:
-        args.repeats = 1 if args.quick else 7
+        args.repeats = 1 if args.quick else 9
     started = time.perf_counter()
     info = machine()
     names = [n for n in args.only.split(",") if n] or list(WORKLOADS)
