@@ -282,3 +282,25 @@ def test_enough_is_not_asked_after_the_last_item_and_sees_the_traced_one() -> No
                              seen.append([m.traced for m in measurements])))
     assert sample.results == [1, 4, 9]
     assert seen == [[False], [False, True]]  # fast items: the second runs traced
+
+
+def test_batch_pickling_of_small_items_is_not_inflated_by_a_cold_first_pickle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import amorsize.sampling as sampling
+
+    real_dumps = pickle.dumps
+    calls = [0]
+
+    def cold_then_warm(value: Any, protocol: Optional[int] = None) -> bytes:
+        calls[0] += 1
+        if calls[0] == 1:
+            time.sleep(0.001)  # the first pickling of a process, running cold
+        return real_dumps(value, protocol=protocol)
+
+    monkeypatch.setattr(sampling.pickle, "dumps", cold_then_warm)
+    # However slow the sleep makes the first timing, the batch counts as cheap here.
+    monkeypatch.setattr(sampling, "BATCH_RETIME_BUDGET", 1.0)
+    per_item = sampling._batch_pickle_seconds([1, 2, 3, 4, 5], [1, 4, 9, 16, 25])
+    assert calls[0] > 2  # timed again
+    assert per_item < 0.0001  # the cold millisecond / 5 items would be 0.0002
