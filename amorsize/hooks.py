@@ -246,6 +246,16 @@ class HookManager:
         if self.verbose:
             logger.info("amorsize hooks: %s -> %d callback(s)", event.value, len(callbacks))
 
+    def get_call_count(self, event: HookEvent) -> int:
+        """Return how many callbacks of `event` have been called so far."""
+        with self._lock:
+            return self._call_count(event)
+
+    def get_error_counts(self) -> dict[str, int]:
+        """Return how many callbacks raised, per event value."""
+        with self._lock:
+            return {e.value: n for e, n in self._error_counts.items()}
+
     def get_stats(self) -> dict[str, dict[str, int]]:
         """Return registered, called and failed callback counts per event value."""
         with self._lock:

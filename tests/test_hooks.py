@@ -515,3 +515,18 @@ def test_call_counts_are_exact_under_concurrent_triggers() -> None:
     for thread in threads:
         thread.join()
     assert manager.get_stats()["call_counts"][event.value] == 8 * 2_000 * 2
+
+
+def test_single_counts_agree_with_the_stats() -> None:
+    manager = HookManager()
+    manager.register(HookEvent.ON_ERROR, lambda c: None)
+
+    def broken(ctx: HookContext) -> None:
+        raise RuntimeError("broken hook")
+
+    manager.register(HookEvent.ON_ERROR, broken)
+    manager.trigger(HookContext(event=HookEvent.ON_ERROR))
+    stats = manager.get_stats()
+    assert manager.get_call_count(HookEvent.ON_ERROR) == stats["call_counts"]["on_error"] == 2
+    assert manager.get_error_counts() == stats["error_counts"]
+    assert manager.get_error_counts()["on_error"] == 1

@@ -17,6 +17,7 @@ an OpenTelemetry Collector). Install both with `pip install "amorsize[otel]"`.
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import math
 import os
@@ -125,6 +126,7 @@ def _set(span: Span, attributes: Mapping[str, Any]) -> None:
     span.set_attributes(clean)
 
 
+@functools.lru_cache(maxsize=256)
 def figure_attribute(name: str) -> str:
     """Map an OptimizationResult figure name to an attribute key:
     "mean item time (s)" -> "amorsize.optimize.mean_item_time_s"."""

@@ -119,15 +119,14 @@ class _HookErrorsCollector:
         """Add what the tracked managers counted since the last sync."""
         with self._lock:
             for manager, last in list(self._seen.items()):
-                stats = manager.get_stats()
-                for event, count in stats["error_counts"].items():
+                for event, count in manager.get_error_counts().items():
                     delta = count - last.get(event, 0)
                     if delta > 0:
                         self._totals[event] = self._totals.get(event, 0) + delta
                         last[event] = count
                 held = self._held.get(manager)
                 if held is not None and (
-                    stats["call_counts"][HookEvent.POST_EXECUTE.value] > held[0]
+                    manager.get_call_count(HookEvent.POST_EXECUTE) > held[0]
                     or time.monotonic() - held[1] > _HOLD_SECONDS
                 ):
                     del self._held[manager]
@@ -137,7 +136,7 @@ class _HookErrorsCollector:
         now = time.monotonic()
         with self._lock:
             for manager in list(self._seen.keys()):
-                calls = manager.get_stats()["call_counts"][HookEvent.POST_EXECUTE.value]
+                calls = manager.get_call_count(HookEvent.POST_EXECUTE)
                 self._held.setdefault(manager, (calls, now))
 
     def _family(self, with_samples: bool) -> Metric:
