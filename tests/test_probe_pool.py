@@ -123,3 +123,40 @@ def test_a_started_pool_the_run_does_not_take_is_shut_down(
                                 return_optimization_result=True)
     assert results == [heavy(x) for x in range(40)]
     assert closed and closed[0] is not None  # the started, untaken pool was shut down
+
+
+def slow_then_fail(x: int) -> int:
+    """A few ms of computing; item 2 raises (inside the dry run)."""
+    if x == 2:
+        raise ValueError("item 2 is broken")
+    return heavy(x)
+
+
+def test_a_failure_inside_the_dry_run_shuts_down_the_workers_started_for_it(
+    no_cached_costs: None, no_leftover_children: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[bool] = []
+    original_start = ProbePool.start
+
+    def recording_start(self: ProbePool) -> None:
+        started.append(True)
+        original_start(self)
+
+    monkeypatch.setattr(ProbePool, "start", recording_start)
+    with pytest.raises(ValueError, match="item 2 is broken"):
+        execute(slow_then_fail, range(200), sample_size=5)
+    assert started  # the first item started the workers early; none is left behind
+
+
+def slow_then_interrupt(x: int) -> int:
+    """A few ms of computing; Ctrl-C arrives during item 2 (inside the dry run)."""
+    if x == 2:
+        raise KeyboardInterrupt
+    return heavy(x)
+
+
+def test_ctrl_c_inside_the_dry_run_shuts_down_the_workers_started_for_it(
+    no_cached_costs: None, no_leftover_children: None
+) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        execute(slow_then_interrupt, range(200), sample_size=5)
