@@ -260,7 +260,8 @@ class _Job:
             self.manager.add(self.progress_hook)
         if self.executor is None and self.max_tasks_per_child is None and (
             self.executor_type == "process" or (self.executor_type is None and self.n_jobs != 1)
-        ):
+        ) and not (self.keep_workers and warm_pool.has_idle()):
+            # (A kept warm pool will serve this run if it suits: start no other early.)
             self.probe = ProbePool(self.n_jobs or system.usable_cores(), self.mp_context)
         try:
             optimization, sample, rest = self._optimize()

@@ -119,6 +119,12 @@ def _healthy(pool: ProcessPoolExecutor) -> bool:
     return bool(processes) and all(p.is_alive() for p in processes.values())
 
 
+def has_idle() -> bool:
+    """Whether a pool is kept warm right now (for any function)."""
+    with _lock:
+        return _idle is not None
+
+
 def acquire(func: Any, n_jobs: int, start_method: str) -> Optional[ProcessPoolExecutor]:
     """Return the idle pool if it was started for `func` (unchanged), has `n_jobs`
     workers and uses `start_method`; else None (any other idle pool is shut down)."""

@@ -9,7 +9,7 @@ import pytest
 
 from amorsize import execute, shutdown_workers, warm_pool
 from tests.conftest import live_children
-from tests.workloads import pid_of, raise_on_13, tag
+from tests.workloads import heavy, pid_of, raise_on_13, tag
 
 PARENT = os.getpid()
 
@@ -20,6 +20,12 @@ def no_kept_pool() -> Iterator[None]:
     shutdown_workers()
     yield
     shutdown_workers()
+
+
+def tag_heavy(x: int) -> tuple[int, int]:
+    """A few ms of computing; returns the item and the pid that computed it."""
+    heavy(x)
+    return x, os.getpid()
 
 
 def _worker_pids(results: list[tuple[object, int]]) -> set[int]:
@@ -80,3 +86,21 @@ def test_bad_keep_workers_arguments_fail_at_the_call() -> None:
         execute(tag, range(3), executor=pool, keep_workers=True)
     with pytest.raises(ValueError, match="keep_workers"):
         execute(tag, range(3), keep_workers=True, max_tasks_per_child=1)
+
+
+def test_a_repeated_decided_run_starts_no_workers_besides_the_kept_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from amorsize.probe_pool import ProbePool
+
+    first = execute(tag_heavy, range(120), keep_workers=True)
+    kept = {p.pid for p in live_children()}
+    assert _worker_pids(first) and _worker_pids(first) <= kept
+    started: list[int] = []
+    original_start = ProbePool.start
+    monkeypatch.setattr(ProbePool, "start",
+                        lambda self: started.append(1) or original_start(self))
+    second = execute(tag_heavy, range(120), keep_workers=True)
+    assert [x for x, _ in second] == list(range(120))
+    assert not started  # no early pool beside the warm one
+    assert _worker_pids(second) <= kept
