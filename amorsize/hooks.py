@@ -31,6 +31,10 @@ class HookEvent(Enum):
     ON_ERROR = "on_error"
     ON_PROGRESS = "on_progress"
 
+    # Members are singletons compared by identity: hash them by identity too, in C.
+    # Enum's own __hash__ is a Python call, most of an event without callbacks.
+    __hash__ = object.__hash__
+
 
 @dataclass(slots=True)
 class HookContext:
