@@ -360,7 +360,7 @@ def decide(
         assumed = total
     # The sampled items are done: every plan is for the rest, which the run splits.
     w = _workload(sample, max(assumed - len(sample.results), 1))
-    job_serial = predict_serial(_workload(sample, max(assumed, 1)))
+    job_serial = max(assumed, 1) * w.item_seconds  # the whole job, serially
     cores = system.usable_cores()
     available = system.available_memory()
     figures: dict[str, Any] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Optional
 
@@ -17,6 +18,21 @@ from tests.workloads import heavy, pid_of
 def no_cached_costs(monkeypatch: pytest.MonkeyPatch) -> None:
     """Start from a process that has measured no process costs yet."""
     monkeypatch.setattr(system, "_process_costs", {})
+
+
+def record_calls(monkeypatch: pytest.MonkeyPatch, method: str,
+                 seen: Callable[[ProbePool], Any]) -> list[Any]:
+    """Wrap ProbePool.<method> so that each call first records seen(probe); return
+    the list of what was recorded."""
+    recorded: list[Any] = []
+    original = getattr(ProbePool, method)
+
+    def recording(self: ProbePool) -> None:
+        recorded.append(seen(self))
+        original(self)
+
+    monkeypatch.setattr(ProbePool, method, recording)
+    return recorded
 
 
 def worker_pids(pool: ProcessPoolExecutor) -> set[int]:
@@ -109,14 +125,7 @@ def test_first_execute_runs_on_the_workers_its_probe_started(
 def test_a_started_pool_the_run_does_not_take_is_shut_down(
     no_cached_costs: None, no_leftover_children: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    closed: list[Any] = []
-    original_close = ProbePool.close
-
-    def recording_close(self: ProbePool) -> None:
-        closed.append(self._start)
-        original_close(self)
-
-    monkeypatch.setattr(ProbePool, "close", recording_close)
+    closed = record_calls(monkeypatch, "close", lambda probe: probe._start)
     # As when the decision wants another pool (or none): the run starts its own.
     monkeypatch.setattr(ProbePool, "take", lambda self, n_jobs: None)
     results, decision = execute(heavy, range(40), n_jobs=2, executor_type="process",
@@ -135,14 +144,7 @@ def slow_then_fail(x: int) -> int:
 def test_a_failure_inside_the_dry_run_shuts_down_the_workers_started_for_it(
     no_cached_costs: None, no_leftover_children: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    started: list[bool] = []
-    original_start = ProbePool.start
-
-    def recording_start(self: ProbePool) -> None:
-        started.append(True)
-        original_start(self)
-
-    monkeypatch.setattr(ProbePool, "start", recording_start)
+    started = record_calls(monkeypatch, "start", lambda probe: True)
     with pytest.raises(ValueError, match="item 2 is broken"):
         execute(slow_then_fail, range(200), sample_size=5)
     assert started  # the first item started the workers early; none is left behind
