@@ -1,40 +1,54 @@
 """amorsize: run a function over many items in parallel, decided and observed.
 
-`execute(func, data)` measures the function on a few items, decides serial, threads
-or processes (n_jobs, chunksize) from a cost model, runs it and returns the results in
-input order. Hook events report the run as it happens; integrations publish them to
-Prometheus and OpenTelemetry.
+`execute(func, data)` decides serial, threads or processes from what the function
+costs, runs it, keeps revising the plan from what the workers measure, and returns
+the results in input order. Hook events report the run as it happens; integrations
+publish them to Prometheus and OpenTelemetry.
+
+The names below are imported on first use, so `import amorsize` stays cheap.
 """
 
-from amorsize.executor import (
-    ExecutionCancelled,
-    WorkerDiedError,
-    WorkerTraceback,
-    execute,
-    execute_iter,
-    shutdown_workers,
-)
-from amorsize.hooks import (
-    Hook,
-    HookContext,
-    HookEvent,
-    HookManager,
-    create_error_hook,
-    create_progress_hook,
-    create_throughput_hook,
-    create_timing_hook,
-)
-from amorsize.optimizer import OptimizationResult, optimize
+from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.2.0"
+
+_EXPORTS = {
+    "execute": "amorsize.executor",
+    "execute_iter": "amorsize.executor",
+    "shutdown_workers": "amorsize.executor",
+    "optimize": "amorsize.optimizer",
+    "OptimizationResult": "amorsize.optimizer",
+    "Figures": "amorsize.optimizer",
+    "ExecutionCancelled": "amorsize.errors",
+    "FunctionExitedError": "amorsize.errors",
+    "TaskTimeoutError": "amorsize.errors",
+    "WorkerDiedError": "amorsize.errors",
+    "WorkerTraceback": "amorsize.errors",
+    "Hook": "amorsize.hooks",
+    "HookContext": "amorsize.hooks",
+    "HookEvent": "amorsize.hooks",
+    "HookManager": "amorsize.hooks",
+    "RunObserver": "amorsize.hooks",
+    "create_error_hook": "amorsize.hooks",
+    "create_progress_hook": "amorsize.hooks",
+    "create_throughput_hook": "amorsize.hooks",
+    "create_timing_hook": "amorsize.hooks",
+}
 
 __all__ = [
     "ExecutionCancelled",
+    "Figures",
+    "FunctionExitedError",
     "Hook",
     "HookContext",
     "HookEvent",
     "HookManager",
     "OptimizationResult",
+    "RunObserver",
+    "TaskTimeoutError",
     "WorkerDiedError",
     "WorkerTraceback",
     "__version__",
@@ -47,3 +61,38 @@ __all__ = [
     "optimize",
     "shutdown_workers",
 ]
+
+if TYPE_CHECKING:
+    from amorsize.errors import (
+        ExecutionCancelled,
+        FunctionExitedError,
+        TaskTimeoutError,
+        WorkerDiedError,
+        WorkerTraceback,
+    )
+    from amorsize.executor import execute, execute_iter, shutdown_workers
+    from amorsize.hooks import (
+        Hook,
+        HookContext,
+        HookEvent,
+        HookManager,
+        RunObserver,
+        create_error_hook,
+        create_progress_hook,
+        create_throughput_hook,
+        create_timing_hook,
+    )
+    from amorsize.optimizer import Figures, OptimizationResult, optimize
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'amorsize' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

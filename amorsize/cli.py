@@ -122,7 +122,10 @@ def optimization_dict(result: Any) -> dict[str, Any]:
         "predicted_seconds": result.predicted_seconds,
         "serial_seconds_estimate": result.serial_seconds_estimate,
         "optimization_seconds": result.optimization_seconds,
-        "figures": dict(result.figures),
+        "figures": result.figures.values(),
+        "revisions": [vars(revision) for revision in result.revisions],
+        "final_estimated_speedup": result.final_estimated_speedup,
+        "actual_speedup": result.actual_speedup,
     })
 
 

@@ -109,17 +109,25 @@ def _hooks(metrics_port: Optional[int], metrics_addr: str, otlp_endpoint: Option
 
 
 class _LastOutcome(Hook):
-    """Keeps the actual speedup of the last finished run, from POST_EXECUTE."""
+    """Keeps the speedups of the last finished run, from POST_EXECUTE."""
 
     def __init__(self) -> None:
         self.actual_speedup: Optional[float] = None
+        self.first_estimate: Optional[float] = None
+        self.final_estimate: Optional[float] = None
 
     def callbacks(self) -> Mapping[HookEvent, HookCallback]:
         """Listen to POST_EXECUTE only."""
         return {HookEvent.POST_EXECUTE: self._on_post}
 
     def _on_post(self, ctx: HookContext) -> None:
-        self.actual_speedup = ctx.metadata.get("actual_speedup")
+        self.actual_speedup = ctx.actual_speedup
+        self.first_estimate = ctx.first_estimated_speedup
+        self.final_estimate = ctx.estimated_speedup
+
+
+def _x(value: Optional[float]) -> str:
+    return "  n/a" if value is None or not math.isfinite(value) else f"{value:5.2f}x"
 
 
 def run_one(job: DemoJob, rng: random.Random, hooks: list[Any], out: TextIO) -> str:
@@ -138,12 +146,13 @@ def run_one(job: DemoJob, rng: random.Random, hooks: list[Any], out: TextIO) -> 
         print(f"{job.name:7s} failed after {wall:.3f} s: {error}", file=out, flush=True)
         return "error"
     wall = time.perf_counter() - started
-    actual = outcome.actual_speedup
+    plan = decision.revisions[-1] if decision.revisions else decision
     print(
-        f"{job.name:7s} {len(results):7d} items  {decision.executor_type:7s} "
-        f"n_jobs={decision.n_jobs:<3d} chunksize={decision.chunksize:<7d} "
-        f"wall {wall:6.3f} s  speedup {actual if actual is not None else float('nan'):5.2f}x "
-        f"(estimated {decision.estimated_speedup:.2f}x)",
+        f"{job.name:7s} {len(results):7d} items  {plan.executor_type:7s} "
+        f"n_jobs={plan.n_jobs:<3d} chunksize={plan.chunksize:<7d} "
+        f"wall {wall:6.3f} s  speedup {_x(outcome.actual_speedup)} "
+        f"(estimated {_x(outcome.first_estimate)} at the start, "
+        f"{_x(outcome.final_estimate)} at the end; {len(decision.revisions)} revisions)",
         file=out,
         flush=True,
     )

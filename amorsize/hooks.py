@@ -1,9 +1,16 @@
-"""Hook events: a small, thread-safe event system fired by execute() in the parent.
+"""Hook events: what a run tells the code that watches it, in the calling process.
 
-Callbacks receive a `HookContext`. They run synchronously in the process that called
-execute(), outside the manager's lock, isolated from each other: a callback that
-raises is logged through `logging`, counted in `get_stats()["error_counts"]`, and never
-changes the results of the run.
+Two ways to listen, both fed by one `RunPublisher` per execute():
+- callbacks registered on a `HookManager` (`manager.register(event, fn)`), called with
+  a `HookContext` for every event of every run the manager is passed to;
+- run-scoped integrations: a `Hook` whose `start_run(ctx)` returns a `RunObserver` at
+  PRE_EXECUTE. The observer receives the rest of that run's events and holds that
+  run's state, so one integration object serves concurrent runs without per-run
+  dictionaries of its own.
+
+Callbacks and observers run synchronously, isolated from each other: one that raises
+is logged through `logging`, counted (per manager in `get_stats()`, and for the whole
+process in `hook_error_counts()`), and never changes the results of the run.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ class HookEvent(Enum):
     ON_CHUNK_COMPLETE = "on_chunk_complete"
     ON_ERROR = "on_error"
     ON_PROGRESS = "on_progress"
+    ON_PLAN_CHANGE = "on_plan_change"
 
     # Members are singletons compared by identity: hash them by identity too, in C.
     # Enum's own __hash__ is a Python call, most of an event without callbacks.
@@ -40,44 +48,124 @@ class HookEvent(Enum):
 class HookContext:
     """What a callback is told about the run. Only `event` is required.
 
-    Slotted: one is built per event, and slots make that cheaper (put extra
-    information in `metadata`)."""
+    docs/design.md lists which fields each event sets. Extras an integration may want
+    go in `metadata`.
+    """
 
     event: HookEvent
     timestamp: float = field(default_factory=time.time)
+    # The run.
+    execution_id: str = ""
+    function: str = ""  # "module:qualname", the metrics' `function` label
+    executor_type: str = ""  # serial, thread, process or external: the current plan
+    status: Optional[str] = None  # success, error or cancelled (ON_ERROR, POST_EXECUTE)
+    run_started_at: float = 0.0  # time.time() when execute() began
+    # The plan.
     n_jobs: int = 0
     chunksize: int = 0
     total_items: Optional[int] = None
+    estimated_speedup: Optional[float] = None  # the current estimate
+    first_estimated_speedup: Optional[float] = None  # the estimate at PRE_EXECUTE
+    optimization: Any = None  # the OptimizationResult behind the current plan
+    # Progress.
     items_completed: int = 0
     items_remaining: Optional[int] = None
     percent_complete: Optional[float] = None
-    elapsed_time: float = 0.0
+    elapsed_time: float = 0.0  # seconds since execute() began
     estimated_time_remaining: Optional[float] = None
     throughput_items_per_sec: float = 0.0
     avg_item_time: Optional[float] = None
-    worker_id: Optional[int] = None
+    # Workers.
+    worker_id: Optional[int] = None  # None: the calling process, in a pool run
     worker_count: int = 0
+    pid: Optional[int] = None
+    # A task (chunk), as the worker measured it.
     chunk_id: Optional[int] = None
     chunk_size: int = 0
     chunk_time: float = 0.0
+    chunk_started_at: Optional[float] = None  # the worker's time.time()
+    chunk_ended_at: Optional[float] = None
+    chunk_start_index: Optional[int] = None  # input position of the task's first item
+    sampled: bool = False  # ran in the calling process while deciding
+    # Failure.
     error: Optional[BaseException] = None
+    error_type: Optional[str] = None
     error_message: Optional[str] = None
     error_traceback: Optional[str] = None
+    # The outcome (POST_EXECUTE).
     results_count: int = 0
     results_size_bytes: Optional[int] = None
+    actual_speedup: Optional[float] = None
+    parallel_efficiency: Optional[float] = None
+    busy_seconds: Optional[float] = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
 HookCallback = Callable[[HookContext], None]
 
 
-class Hook:
-    """Base for an integration object that subscribes to several events at once.
+class RunObserver:
+    """Receives the events of one run after its PRE_EXECUTE; holds that run's state.
 
-    Subclasses return their callbacks from `callbacks()`; `HookManager.add()` and
-    execute(hooks=...) register each of them. `attached()` is called with the manager
-    so an integration can read the manager's statistics.
+    Override the methods you need; the others cost nothing (the publisher builds no
+    context for an event nobody listens to). `on_post_execute` is the last call, also
+    after an error or a cancel.
     """
+
+    def on_worker_start(self, ctx: HookContext) -> None:
+        """A worker reported for the first time in this run."""
+
+    def on_chunk_complete(self, ctx: HookContext) -> None:
+        """A task finished."""
+
+    def on_progress(self, ctx: HookContext) -> None:
+        """Throttled progress, and a final one at 100 %."""
+
+    def on_plan_change(self, ctx: HookContext) -> None:
+        """The run revised its plan (executor, workers or task size)."""
+
+    def on_error(self, ctx: HookContext) -> None:
+        """The function raised, a worker died, a task timed out, or the run was cancelled."""
+
+    def on_worker_end(self, ctx: HookContext) -> None:
+        """The run ended; one per worker."""
+
+    def on_post_execute(self, ctx: HookContext) -> None:
+        """The run ended (success, error or cancelled)."""
+
+
+OBSERVER_METHODS: dict[HookEvent, str] = {
+    HookEvent.ON_WORKER_START: "on_worker_start",
+    HookEvent.ON_CHUNK_COMPLETE: "on_chunk_complete",
+    HookEvent.ON_PROGRESS: "on_progress",
+    HookEvent.ON_PLAN_CHANGE: "on_plan_change",
+    HookEvent.ON_ERROR: "on_error",
+    HookEvent.ON_WORKER_END: "on_worker_end",
+    HookEvent.POST_EXECUTE: "on_post_execute",
+}
+
+
+def observed_events(observer: RunObserver) -> frozenset[HookEvent]:
+    """The events whose method `observer`'s class overrides."""
+    cls = type(observer)
+    return frozenset(
+        event for event, name in OBSERVER_METHODS.items()
+        if getattr(cls, name) is not getattr(RunObserver, name)
+    )
+
+
+class Hook:
+    """Base of an integration object (Prometheus, OpenTelemetry, a progress bar...).
+
+    `start_run(ctx)` is called at every run's PRE_EXECUTE and may return a
+    `RunObserver` for that run. `callbacks()` may return plain callbacks per event
+    instead (stateless hooks). Pass the object in `execute(hooks=...)` for one run, or
+    `manager.add(obj)` to a manager for every run of that manager.
+    """
+
+    def start_run(self, ctx: HookContext) -> Optional[RunObserver]:
+        """Return an observer of the run that `ctx` (its PRE_EXECUTE) starts, or None."""
+        return None
 
     def callbacks(self) -> Mapping[HookEvent, HookCallback]:
         """Return the callback to call for each event this object handles."""
@@ -85,6 +173,33 @@ class Hook:
 
     def attached(self, manager: HookManager) -> None:
         """Called once when this object is added to `manager`."""
+
+
+# ---------------------------------------------------------------- failures
+
+
+_error_lock = threading.Lock()
+_process_errors: dict[str, int] = {event.value: 0 for event in HookEvent}
+
+
+def hook_error_counts() -> dict[str, int]:
+    """Hook callbacks and observers that raised in this process so far, per event value.
+
+    One process-wide count: reading it costs the same however many runs failed.
+    """
+    with _error_lock:
+        return dict(_process_errors)
+
+
+def report_hook_failure(event: HookEvent, hook: object) -> None:
+    """Log the exception being handled as a failed hook, and count it."""
+    logger.exception("amorsize hook %r raised on %s; the run goes on",
+                     getattr(hook, "__qualname__", hook), event.value)
+    with _error_lock:
+        _process_errors[event.value] += 1
+
+
+# ---------------------------------------------------------------- the manager
 
 
 class _Dispatch:
@@ -115,7 +230,7 @@ _RETIRED_KEPT = 32
 
 
 class HookManager:
-    """Registry of callbacks per event; thread-safe; isolates raising callbacks."""
+    """Registry of callbacks per event, and of integration objects; thread-safe."""
 
     def __init__(self, verbose: bool = False) -> None:
         self.verbose = verbose
@@ -125,7 +240,7 @@ class HookManager:
         self._retired: dict[HookEvent, list[_Dispatch]] = {event: [] for event in HookEvent}
         self._folded_calls: dict[HookEvent, int] = {event: 0 for event in HookEvent}
         self._error_counts: dict[HookEvent, int] = {event: 0 for event in HookEvent}
-        self._objects: list[Hook] = []
+        self._objects: tuple[Hook, ...] = ()
 
     def _set_callbacks(self, event: HookEvent, callbacks: tuple[HookCallback, ...]) -> None:
         """Replace the callbacks of `event` (hold the lock)."""
@@ -171,27 +286,29 @@ class HookManager:
         return decorator
 
     def add(self, hook: Hook) -> None:
-        """Register every callback of an integration object."""
+        """Add an integration object: its callbacks, and its observer for every run."""
         if not isinstance(hook, Hook):
             raise TypeError(
                 f"hook objects must subclass amorsize.hooks.Hook, got {type(hook).__name__}"
             )
+        with self._lock:
+            if hook in self._objects:
+                return
+            self._objects = (*self._objects, hook)
         for event, callback in hook.callbacks().items():
             self.register(event, callback)
-        with self._lock:
-            if hook not in self._objects:
-                self._objects.append(hook)
-            else:
-                return
         hook.attached(self)
 
     def remove(self, hook: Hook) -> None:
-        """Unregister every callback of an integration object."""
+        """Remove an integration object added with add()."""
         for event, callback in hook.callbacks().items():
             self.unregister(event, callback)
         with self._lock:
-            if hook in self._objects:
-                self._objects.remove(hook)
+            self._objects = tuple(h for h in self._objects if h is not hook)
+
+    def hook_objects(self) -> tuple[Hook, ...]:
+        """The integration objects added to this manager."""
+        return self._objects
 
     def unregister(self, event: HookEvent, callback: HookCallback) -> bool:
         """Remove `callback` from `event`; return whether it was registered."""
@@ -203,14 +320,15 @@ class HookManager:
             return True
 
     def unregister_all(self, event: Optional[HookEvent] = None) -> int:
-        """Remove all callbacks of `event` (all events if None); return how many."""
+        """Remove all callbacks of `event` (all events and objects if None); return how
+        many callbacks were removed."""
         with self._lock:
             events = list(self._callbacks) if event is None else [event]
             removed = sum(len(self._callbacks.get(e, ())) for e in events)
             for each in events:
                 self._set_callbacks(each, ())
             if event is None:
-                self._objects.clear()
+                self._objects = ()
             return removed
 
     def has_hooks(self, event: HookEvent) -> bool:
@@ -225,8 +343,24 @@ class HookManager:
         """Return the events that have at least one callback."""
         return frozenset(self._callbacks)
 
-    def trigger(self, ctx: HookContext) -> None:
-        """Call every callback of `ctx.event` with `ctx`, isolating failures."""
+    def trigger(self, event_or_ctx: Union[HookEvent, HookContext],
+                ctx: Optional[HookContext] = None) -> None:
+        """Call every callback of the event with the context, isolating failures.
+
+        `trigger(ctx)`, or `trigger(event, ctx)` (the event wins over `ctx.event`).
+        """
+        if isinstance(event_or_ctx, HookContext):
+            if ctx is not None:
+                raise ValueError("context parameter must be None when the first "
+                                 "parameter is a HookContext")
+            ctx = event_or_ctx
+        elif isinstance(event_or_ctx, HookEvent):
+            if ctx is None:
+                raise ValueError("context parameter must be provided with an event")
+            ctx.event = event_or_ctx
+        else:
+            raise TypeError("First parameter must be HookEvent or HookContext, "
+                            f"got {type(event_or_ctx).__name__}")
         dispatch = self._dispatch.get(ctx.event)
         if dispatch is None:
             return
@@ -238,11 +372,7 @@ class HookManager:
                 callback(ctx)
             except Exception:
                 failures += 1
-                logger.exception(
-                    "amorsize hook %r raised on %s; the run goes on",
-                    getattr(callback, "__qualname__", callback),
-                    event.value,
-                )
+                report_hook_failure(event, callback)
         next(dispatch.ticks)
         if failures:
             with self._lock:
@@ -256,7 +386,7 @@ class HookManager:
             return self._call_count(event)
 
     def get_error_counts(self) -> dict[str, int]:
-        """Return how many callbacks raised, per event value."""
+        """Return how many callbacks of this manager raised, per event value."""
         with self._lock:
             return {e.value: n for e, n in self._error_counts.items()}
 
@@ -273,42 +403,60 @@ class HookManager:
 HooksArgument = Union[None, HookManager, Hook, Iterable[Union[Hook, HookManager]]]
 
 
-def as_hook_manager(hooks: HooksArgument) -> Optional[HookManager]:
-    """Normalise execute()'s `hooks=` argument to one HookManager (or None)."""
-    if hooks is None or isinstance(hooks, HookManager):
-        return hooks
+@dataclass(frozen=True)
+class RunHooks:
+    """What one run publishes to: managers (their callbacks and objects), and Hook
+    objects passed for this run alone. Normalising never changes a caller's manager."""
+
+    managers: tuple[HookManager, ...] = ()
+    hooks: tuple[Hook, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.managers or self.hooks)
+
+    def with_hook(self, hook: Hook) -> RunHooks:
+        """These hooks and one more for this run (progress=, report=, verbose=)."""
+        return RunHooks(self.managers, (*self.hooks, hook))
+
+
+def as_run_hooks(hooks: HooksArgument) -> RunHooks:
+    """Check execute()'s `hooks=` argument and normalise it to a RunHooks."""
+    if hooks is None:
+        return RunHooks()
+    if isinstance(hooks, HookManager):
+        return RunHooks(managers=(hooks,))
     if isinstance(hooks, Hook):
-        manager = HookManager()
-        manager.add(hooks)
-        return manager
+        return RunHooks(hooks=(hooks,))
     if isinstance(hooks, (str, bytes)) or not isinstance(hooks, Iterable):
         raise TypeError(
             "hooks must be a HookManager, a Hook object or a list of them, "
             f"got {type(hooks).__name__}"
         )
-    items = list(hooks)
-    if not items:
-        return None
-    managers = [h for h in items if isinstance(h, HookManager)]
-    if len(managers) > 1:
-        raise TypeError("hooks may contain at most one HookManager; merge the others into it")
-    manager = managers[0] if managers else HookManager()
-    for item in items:
+    managers: list[HookManager] = []
+    objects: list[Hook] = []
+    for item in hooks:
         if isinstance(item, HookManager):
-            continue
-        if not isinstance(item, Hook):
+            if item not in managers:
+                managers.append(item)
+        elif isinstance(item, Hook):
+            if item not in objects:
+                objects.append(item)
+        else:
             raise TypeError(
                 "each entry of hooks must be a Hook object or a HookManager, "
                 f"got {type(item).__name__}"
             )
-        manager.add(item)
-    return manager
+    return RunHooks(tuple(managers), tuple(objects))
+
+
+# ---------------------------------------------------------------- ready-made callbacks
 
 
 def create_progress_hook(
     callback: Callable[[float, int, Optional[int]], None], min_interval: float = 1.0
 ) -> HookCallback:
-    """Build an ON_PROGRESS callback calling `callback(percent, completed, total)`.
+    """Build an ON_PROGRESS (or POST_EXECUTE) callback calling
+    `callback(percent, completed, total)`.
 
     Calls are at least `min_interval` seconds apart (by `ctx.timestamp`), except the
     final one at 100 %, which always goes through.

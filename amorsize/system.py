@@ -2,26 +2,26 @@
 
 Limits respected: CPU affinity (`os.sched_getaffinity`), the cgroup CPU quota
 (v2 `cpu.max`, v1 `cpu.cfs_quota_us`), the cgroup memory limit (v2 `memory.max`,
-v1 `memory.limit_in_bytes`). Costs of a worker process and of a task round-trip are
-measured once per process and start method, then cached.
+v1 `memory.limit_in_bytes`), and inside an amorsize worker process its share of the
+cores (a nested run must not oversubscribe them).
+
+What a worker process costs to start is measured on every pool a run starts and
+kept for the process (per start method); until then a figure measured on the
+benchmark machine is assumed.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
-import multiprocessing
 import os
-import statistics
+import sys
 import threading
-import time
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import psutil
+from amorsize import lifeline
+from amorsize.costmodel import MachineCosts
 
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -72,173 +72,104 @@ def usable_cores() -> int:
     quota = cgroup_cpu_quota()
     if quota is not None:
         cores = min(cores, max(1, math.floor(quota)))
+    budget = lifeline.core_budget()
+    if budget is not None:
+        cores = min(cores, budget)
     return max(1, cores)
 
 
 @functools.cache
 def physical_cores() -> int:
     """Return the number of physical cores (psutil), at least 1."""
+    import psutil
+
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+def _meminfo_available() -> Optional[int]:
+    """MemAvailable from Linux's /proc/meminfo (cheaper than importing psutil)."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def available_memory() -> int:
     """Return bytes of memory available to this process (cgroup limit respected)."""
-    available = int(psutil.virtual_memory().available)
+    available = _meminfo_available()
+    if available is None:
+        import psutil
+
+        available = int(psutil.virtual_memory().available)
     limited = cgroup_memory_available()
     return min(available, limited) if limited is not None else available
 
 
 def start_method() -> str:
     """Return the multiprocessing start method new process pools will use."""
+    import multiprocessing
+
     return multiprocessing.get_start_method(allow_none=False)
 
 
-@dataclass(frozen=True)
-class ProcessCosts:
-    """Measured costs of process parallelism on this machine, for one start method.
-
-    - worker_start: seconds to start one worker process and get its first answer.
-    - task_roundtrip: seconds to submit one tiny task to a warm pool and get it back.
-    - ipc_seconds_per_byte: extra seconds per byte of result sent back to the parent;
-      None until a job moved enough data for it to matter (see `process_costs`).
-    """
-
-    start_method: str
-    worker_start: float
-    task_roundtrip: float
-    ipc_seconds_per_byte: Optional[float] = None
+def gil_enabled() -> bool:
+    """Whether threads run Python code one at a time (False on a free-threaded build
+    running without the GIL)."""
+    is_enabled = getattr(sys, "_is_gil_enabled", None)  # Python 3.13+
+    return bool(is_enabled()) if is_enabled is not None else True
 
 
-def _echo(payload: object) -> object:
-    return payload
+# Seconds for one worker process to start and take its first task, per start method,
+# until measured here: fork and forkserver measured on the 2-core benchmark machine
+# (Python 3.11); spawn imports the interpreter and the job's module afresh.
+ASSUMED_PROCESS_START = {"fork": 0.006, "forkserver": 0.02, "spawn": 0.1}
+# CPU one task costs the calling process and the worker beyond its items (pickling
+# the call, the pipe, the bookkeeping): a process pool about 0.3 ms, a thread pool
+# about 50 us, on the benchmark machine.
+PROCESS_TASK_SECONDS = 0.0003
+THREAD_TASK_SECONDS = 0.00005
+THREAD_START_SECONDS = 0.0002
+# Seconds per byte through a process pool's pipe (1-3 ns measured on the benchmark
+# machine; the worker-measured pickling is counted separately).
+IPC_SECONDS_PER_BYTE = 2e-9
+
+_lock = threading.Lock()
+_measured_start: dict[str, float] = {}
 
 
-def _payload(size: int) -> bytes:
-    return b"x" * size
+def note_process_start(method: str, seconds: float) -> None:
+    """Keep what starting one worker process took (the smallest seen: a busy machine
+    only ever makes it look slower)."""
+    if seconds <= 0 or not math.isfinite(seconds):
+        return
+    with _lock:
+        known = _measured_start.get(method)
+        _measured_start[method] = seconds if known is None else min(known, seconds)
 
 
-def _wall_clock(_: object = None) -> float:
-    return time.time()
-
-
-_costs_lock = threading.Lock()
-_process_costs: dict[str, ProcessCosts] = {}
-
-
-# Probe sizes: enough to see the costs, small enough that the first call of a process
-# pays about 3 ms for them beyond the start of the workers.
-_ROUNDTRIPS = 4
-# Per byte, 128 KB looked 2-3x cheaper than 512 KB (1 vs 2.5-3 ns): large results are
-# what this figure is for, so it is measured with a large one.
-_TRANSFER_BYTES = 512 * 1024
-_TRANSFERS = 2
-
-
-class PoolStart:
-    """A process pool whose workers were asked to start, and when (see `started_by`)."""
-
-    def __init__(self, pool: ProcessPoolExecutor, workers: int) -> None:
-        self.pool = pool
-        self.workers = workers
-        self.requested = time.time()
-        # The first task makes the pool start its workers (with fork, all of them);
-        # its answer is the wall-clock time a worker first ran something.
-        self.first_answer = pool.submit(_wall_clock)
-
-    def ready(self) -> bool:
-        """Has a worker answered yet (without waiting)?"""
-        return self.first_answer.done()
-
-    def worker_start(self) -> float:
-        """Seconds one worker takes to start: waits for the first answer. Starting n
-        costs about (1 + n) / 2 of one (forked in turn, initialised side by side)."""
-        answered = float(self.first_answer.result())
-        return max(0.0, answered - self.requested) * 2 / (1 + self.workers)
-
-
-def measure_process_costs(start: PoolStart, method: str, ipc: bool = True) -> ProcessCosts:
-    """Measure the process costs on the pool `start` started (nothing else runs on it
-    meanwhile); cache and return them. With `ipc`, the cost per byte through the pipe
-    too (about 3 ms more). Figures already cached are kept, not measured again."""
-    pool = start.pool
-    cached = cached_process_costs(method)
-    if cached is None:
-        worker_start = start.worker_start()
-        roundtrips = []
-        for _ in range(_ROUNDTRIPS):
-            t0 = time.perf_counter()
-            pool.submit(_echo, None).result()
-            roundtrips.append(time.perf_counter() - t0)
-        task_roundtrip = statistics.median(roundtrips[1:])  # the first is still warming up
-        costs = ProcessCosts(method, worker_start, task_roundtrip)
-    else:
-        start.worker_start()  # wait for the workers, as the measurement below needs them
-        costs = cached
-    if ipc and costs.ipc_seconds_per_byte is None:
-        transfer = math.inf
-        for _ in range(_TRANSFERS):
-            t0 = time.perf_counter()
-            pool.submit(_payload, _TRANSFER_BYTES).result()
-            transfer = min(transfer, time.perf_counter() - t0)
-        per_byte = max(0.0, transfer - costs.task_roundtrip) / _TRANSFER_BYTES
-        costs = dataclasses.replace(costs, ipc_seconds_per_byte=per_byte)
-    with _costs_lock:
-        kept = _process_costs.get(method)
-        if kept is None or (kept.ipc_seconds_per_byte is None
-                            and costs.ipc_seconds_per_byte is not None):
-            _process_costs[method] = kept = costs
-        return kept
-
-
-def cached_process_costs(method: Optional[str] = None, ipc: bool = False
-                         ) -> Optional[ProcessCosts]:
-    """Return the process costs measured earlier in this process (with the per-byte
-    cost if `ipc`), or None."""
-    with _costs_lock:
-        cached = _process_costs.get(method or start_method())
-    if cached is None or (ipc and cached.ipc_seconds_per_byte is None):
-        return None
-    return cached
-
-
-def process_costs(method: Optional[str] = None, ipc: bool = True) -> ProcessCosts:
-    """Return the process costs for `method` (with the per-byte cost if `ipc`):
-    measured once on a one-worker pool that is shut down at once, then cached."""
+def process_start_seconds(method: Optional[str] = None) -> float:
+    """Seconds one worker process takes to start: measured here, else assumed."""
     method = method or start_method()
-    cached = cached_process_costs(method, ipc)
-    if cached is not None:
-        return cached
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context(method))
-    try:
-        return measure_process_costs(PoolStart(pool, 1), method, ipc)
-    finally:
-        pool.shutdown(wait=True)  # join the probe worker: no process outlives a call
+    with _lock:
+        measured = _measured_start.get(method)
+    if measured is not None:
+        return measured
+    return ASSUMED_PROCESS_START.get(method, ASSUMED_PROCESS_START["spawn"])
 
 
-@dataclass(frozen=True)
-class ThreadCosts:
-    """Measured costs of a thread pool: start of one thread, one task round-trip."""
-
-    worker_start: float
-    task_roundtrip: float
-
-
-_THREAD_ROUNDTRIPS = 9
-
-
-@functools.cache
-def thread_costs() -> ThreadCosts:
-    """Return the measured thread-pool costs (measured once, then cached)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pool.submit(_echo, None).result()
-        worker_start = time.perf_counter() - started
-        roundtrips = []
-        for _ in range(_THREAD_ROUNDTRIPS):
-            t0 = time.perf_counter()
-            pool.submit(_echo, None).result()
-            roundtrips.append(time.perf_counter() - t0)
-    roundtrips.sort()
-    return ThreadCosts(worker_start, roundtrips[len(roundtrips) // 2])
+def machine_costs(method: Optional[str] = None) -> MachineCosts:
+    """This machine's figures for the cost model."""
+    return MachineCosts(
+        cores=usable_cores(),
+        available_memory=available_memory(),
+        process_start=process_start_seconds(method),
+        process_task=PROCESS_TASK_SECONDS,
+        ipc_seconds_per_byte=IPC_SECONDS_PER_BYTE,
+        thread_start=THREAD_START_SECONDS,
+        thread_task=THREAD_TASK_SECONDS,
+        gil=gil_enabled(),
+    )

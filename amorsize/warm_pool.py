@@ -3,10 +3,12 @@
 Opt-in: only runs called with `keep_workers=True` use this module; by default no
 worker process outlives execute(). Starting worker processes is the largest fixed
 cost of a parallel run. After such a run ended normally, execute() hands its pool
-here instead of shutting it down;
-the next execute() of the *same function* with the same worker count and start
-method gets it back, warm. Only one idle pool is kept, and it is shut down after
-`idle_timeout()` seconds without use, at interpreter exit, or by `shutdown_idle()`.
+here instead of shutting it down; the next execute() of the *same function* with the
+same start method (and worker count, if it fixes one) gets it back, warm, and runs
+every item on it: none in the calling process, so one call never mixes the module
+state the workers kept with the caller's. Only one idle pool is kept, and it is shut
+down after `idle_timeout()` seconds without use, at interpreter exit, or by
+`shutdown_idle()`; its workers also end with this process, whatever ends it.
 
 When reuse is safe. A worker forked earlier holds the parent's memory as it was when
 it forked, and imports anything newer from disk. So a pool is reused only for the
@@ -27,11 +29,11 @@ import atexit
 import sys
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from types import CodeType
 from typing import Any, Optional
 
+from amorsize.pools import ManagedPool
 from amorsize.worker import FunctionPayload
 
 _DEFAULT_IDLE_TIMEOUT = 30.0
@@ -41,9 +43,7 @@ _DEFAULT_IDLE_TIMEOUT = 30.0
 class _Idle:
     """The pool kept warm and what it was started for."""
 
-    pool: ProcessPoolExecutor
-    n_jobs: int
-    start_method: str
+    pool: ManagedPool
     identity: tuple[Any, ...]
     released_at: float
 
@@ -103,20 +103,13 @@ def function_identity(func: Any) -> Optional[tuple[Any, ...]]:
     return ("ref", module_name, qualname, id(func), id(module), bound)
 
 
-def remember(pool: ProcessPoolExecutor, func: Any) -> None:
-    """Record what `func` looked like when `pool`'s workers started (call right after
-    the pool's first submit, when the fork has happened)."""
+def remember(pool: ManagedPool, func: Any) -> None:
+    """Record what `func` looked like when `pool`'s workers started (call when the
+    pool is made, before its first task)."""
     identity = function_identity(func)
     if identity is not None:
         with _lock:
             _started_for[id(pool)] = identity
-
-
-def _healthy(pool: ProcessPoolExecutor) -> bool:
-    if getattr(pool, "_broken", False) or getattr(pool, "_shutdown_thread", False):
-        return False
-    processes = getattr(pool, "_processes", None) or {}
-    return bool(processes) and all(p.is_alive() for p in processes.values())
 
 
 def has_idle() -> bool:
@@ -125,39 +118,50 @@ def has_idle() -> bool:
         return _idle is not None
 
 
-def acquire(func: Any, n_jobs: int, start_method: str) -> Optional[ProcessPoolExecutor]:
-    """Return the idle pool if it was started for `func` (unchanged), has `n_jobs`
-    workers and uses `start_method`; else None (any other idle pool is shut down)."""
+def _suits(idle: _Idle, identity: Optional[tuple[Any, ...]], n_jobs: Optional[int],
+           start_method: str) -> bool:
+    pool = idle.pool
+    return (identity is not None and identity == idle.identity
+            and (n_jobs is None or pool.workers == n_jobs)
+            and pool.start_method == start_method and pool.healthy())
+
+
+def idle_workers(func: Any, n_jobs: Optional[int], start_method: str) -> Optional[int]:
+    """The worker count of an idle pool that would serve `func`, without taking it."""
+    with _lock:
+        idle = _idle
+    if idle is None or not _suits(idle, function_identity(func), n_jobs, start_method):
+        return None
+    return idle.pool.workers
+
+
+def acquire(func: Any, n_jobs: Optional[int], start_method: str) -> Optional[ManagedPool]:
+    """Return the idle pool if it was started for `func` (unchanged), uses
+    `start_method` and has `n_jobs` workers (any, if None); else None (any other
+    idle pool is shut down)."""
     global _idle
     with _lock:
         idle, _idle = _idle, None
         _cancel_timer()
     if idle is None:
         return None
-    identity = function_identity(func)
-    if (
-        identity is not None
-        and identity == idle.identity
-        and idle.n_jobs == n_jobs
-        and idle.start_method == start_method
-        and _healthy(idle.pool)
-    ):
+    if _suits(idle, function_identity(func), n_jobs, start_method):
         return idle.pool
     _shutdown(idle.pool)
     return None
 
 
-def release(pool: ProcessPoolExecutor, n_jobs: int, start_method: str) -> bool:
+def release(pool: ManagedPool) -> bool:
     """Offer a pool whose run ended normally for reuse; return True if it was kept
     (the caller must not shut it down), False if the caller should shut it down."""
     global _idle, _atexit_registered
-    if _idle_timeout <= 0 or not _healthy(pool):
+    if _idle_timeout <= 0 or not pool.healthy():
         return False
     with _lock:
         identity = _started_for.get(id(pool))
         if identity is None:
             return False
-        previous, _idle = _idle, _Idle(pool, n_jobs, start_method, identity, time.monotonic())
+        previous, _idle = _idle, _Idle(pool, identity, time.monotonic())
         if not _atexit_registered:
             atexit.register(shutdown_idle)
             _atexit_registered = True
@@ -177,10 +181,10 @@ def shutdown_idle() -> None:
         _shutdown(idle.pool)
 
 
-def _shutdown(pool: ProcessPoolExecutor) -> None:
+def _shutdown(pool: ManagedPool) -> None:
     with _lock:
         _started_for.pop(id(pool), None)
-    pool.shutdown(wait=True, cancel_futures=True)
+    pool.close(graceful=pool.healthy())
 
 
 def _start_timer() -> None:

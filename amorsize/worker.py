@@ -1,8 +1,15 @@
 """Worker side of a task: run one chunk and measure it. Nothing here publishes.
 
-`run_chunk` is what every executor (process, thread, in-process, or a foreign
+`run_task` is what every executor (process, thread, the calling process, or a foreign
 `concurrent.futures.Executor` such as dask's) runs. It returns a `ChunkReport`: the
-results plus what the worker measured. The parent turns reports into hook events.
+results plus what the worker measured (compute time, CPU time and run-queue wait of
+its thread, pickled sizes and times). The parent plans the next tasks from these
+reports and turns them into hook events.
+
+A task may carry a time budget: the worker then runs its items in slices and stops
+after the slice that reaches the budget, returning the items it did; the parent sends
+the rest again. So a task sized from cheap items never runs for minutes when the
+items turn dear along the input.
 """
 
 from __future__ import annotations
@@ -13,17 +20,25 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Sized
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any, Optional, Union
 
-# The worker's own start time: set the first time this thread of this process runs a
-# chunk. Per thread because thread-pool workers are workers too; keyed by pid because a
-# forked child inherits the parent's thread state.
+from amorsize import lifeline
+from amorsize.errors import portable_exception
+from amorsize.measure import thread_clock
+
+# A time-boxed task runs its items in slices of about budget / SLICES_PER_BUDGET.
+SLICES_PER_BUDGET = 8
+
 _local = threading.local()
 
 
 def _worker_started_at() -> float:
+    """This worker's own start: the first time this thread of this process ran a task
+    (per thread: thread-pool workers are workers too; keyed by pid: a forked child
+    inherits the parent's thread state)."""
     pid = os.getpid()
     started: Optional[tuple[int, float]] = getattr(_local, "started", None)
     if started is None or started[0] != pid:
@@ -32,8 +47,8 @@ def _worker_started_at() -> float:
     return started[1]
 
 
-def _worker_identity() -> str:
-    """Return a key naming this worker: dask worker address, thread, or process."""
+def worker_identity() -> str:
+    """A key naming this worker: dask worker address, thread, or process."""
     distributed = sys.modules.get("distributed")
     if distributed is not None:  # maybe a dask.distributed worker
         try:
@@ -47,19 +62,37 @@ def _worker_identity() -> str:
 
 @dataclass
 class ChunkReport:
-    """What a worker measured for one chunk, returned beside the results."""
+    """What a worker measured for one task, returned beside the results.
+
+    `done` items have results; `item_count` also counts the failing item. With a time
+    budget, `done` may be less than the items sent (`stopped_early`): the parent sends
+    the rest again. Times: `wall_*` are time.time() (spans), `duration` the
+    perf_counter compute time, `cpu_seconds` and `run_delay` the worker thread's.
+    """
 
     chunk_id: int
     item_count: int
-    results: list[Any]
-    wall_start: float  # time.time(), for spans
+    done: int
+    results: Any  # list, or bytes (the list pickled in a process worker)
+    wall_start: float
     wall_end: float
-    duration: float  # perf_counter difference: the worker's compute time
+    duration: float
+    cpu_seconds: float
+    run_delay: float
     pid: int
     worker_key: str
     worker_started_at: float
+    stopped_early: bool = False
+    ipc_seconds: float = 0.0  # in the worker: unpickling the items, pickling results
+    result_bytes: Optional[int] = None
     error: Optional[BaseException] = None
     error_traceback: Optional[str] = None
+    error_index: Optional[int] = None  # index in the task of the failing item, if known
+    # Set by the parent when the report arrives.
+    start_index: int = 0
+    parent_ipc_seconds: float = 0.0
+    sampled: bool = False  # the dry run of a pool run, in the calling process
+    executor_kind: str = ""  # serial, thread, process or external
 
 
 class FunctionPayload:
@@ -81,65 +114,173 @@ class FunctionPayload:
         return func
 
 
-def _portable_exception(exc: BaseException) -> BaseException:
-    """Return `exc` if it survives pickling, else a RuntimeError naming it."""
+TaskFunction = Union[Callable[[Any], Any], FunctionPayload]
+
+
+def _failing_index(func: Callable[[Any], Any], part: Sequence[Any],
+                   tb: Optional[TracebackType]) -> Optional[int]:
+    """Which item of `part` a comprehension failed on: the function's frame in the
+    traceback holds its argument; found by identity when it occurs once."""
+    code = getattr(func, "__code__", None)
+    if code is None or not code.co_varnames:
+        return None
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code is code:
+            argument = frame.f_locals.get(code.co_varnames[0], _MISSING)
+            found = [k for k, item in enumerate(part) if item is argument]
+            return found[0] if len(found) == 1 else None
+        tb = tb.tb_next
+    return None
+
+
+_MISSING = object()
+
+
+def _run_part(func: Callable[[Any], Any], part: Sequence[Any], exact: bool,
+              results: list[Any], failed_at: list[int]) -> None:
+    """Run one slice into `results`. `exact` keeps the results of a failing slice up
+    to the failing item (map into extend); otherwise a comprehension (faster for cheap
+    items), and the failing item is found from the traceback where it can be."""
+    if exact:
+        results.extend(map(func, part))
+        return
     try:
-        pickle.loads(pickle.dumps(exc))
-    except Exception:
-        return RuntimeError(f"{type(exc).__qualname__}: {exc} (original exception not picklable)")
-    return exc
+        results += [func(item) for item in part]
+    except BaseException:
+        index = _failing_index(func, part, sys.exc_info()[2])
+        if index is not None:
+            failed_at.append(len(results) + index)
+        raise
 
 
-def run_chunk(
-    func: Union[Callable[[Any], Any], FunctionPayload],
+def _run_slices(func: Callable[[Any], Any], items: Sequence[Any], budget: float, step: int,
+                exact: bool, results: list[Any], failed_at: list[int]) -> int:
+    """Run `items` into `results` in slices until done or past `budget` seconds;
+    return how many were run."""
+    count = len(items)
+    if budget <= 0 or step >= count:
+        _run_part(func, items, exact, results, failed_at)
+        return count
+    deadline = time.perf_counter() + budget
+    slice_seconds = budget / SLICES_PER_BUDGET
+    done = 0
+    while done < count:
+        part = items[done:done + step]
+        t0 = time.perf_counter()
+        _run_part(func, part, exact, results, failed_at)
+        done += len(part)
+        t1 = time.perf_counter()
+        if t1 >= deadline:
+            break
+        took = t1 - t0
+        grown = 4 * len(part)
+        step = max(1, min(grown, int(len(part) * slice_seconds / took))) if took > 0 else grown
+    return done
+
+
+def run_task(
+    func: TaskFunction,
+    key: int,
     chunk_id: int,
-    items: Iterable[Any],
-    portable_errors: bool = True,
+    items: Union[Sequence[Any], bytes, Iterable[Any]],
+    budget: float = 0.0,
+    step: int = 1,
+    portable: bool = True,
+    exact: bool = True,
 ) -> ChunkReport:
-    """Call `func` on each item of one chunk; stop at the first exception.
+    """Call `func` on the items of one task; stop at the first exception.
 
-    `items` may be a lazy iterable (the in-process path streams an islice of the input
-    without building a list). The exception (made picklable if `portable_errors`) and
-    its formatted traceback go into the report; KeyboardInterrupt is not caught, so an
-    interrupted worker stops.
+    `items` is a list, the list pickled (bytes: the results come back pickled too,
+    and the worker times both), or a lazy iterable (the calling process streams the
+    input without building a list; no time budget then). `portable` makes the
+    exception survive pickling. KeyboardInterrupt is not caught: an interrupted
+    worker stops.
     """
     if isinstance(func, FunctionPayload):
         func = func.load()
+    lifeline.mark_task_start(key)
     started_at = _worker_started_at()
+    pickled = isinstance(items, bytes)
+    ipc = 0.0
+    if pickled:
+        t0 = time.perf_counter()
+        items = pickle.loads(items)  # type: ignore[arg-type]
+        ipc = time.perf_counter() - t0
     results: list[Any] = []
     error: Optional[BaseException] = None
     error_tb: Optional[str] = None
+    error_index: Optional[int] = None
+    sized = isinstance(items, Sequence)
+    failed_at: list[int] = []
     wall_start = time.time()
+    cpu0, delay0 = thread_clock()
     t0 = time.perf_counter()
     try:
-        if isinstance(items, Sized):
-            # A comprehension calls a Python function without the C-level call that
-            # map() pays (about 15% of a cheap item's cost in CPython 3.11).
-            results = [func(item) for item in items]
+        if sized:
+            done = _run_slices(func, items, budget, step, exact, results,  # type: ignore[arg-type]
+                               failed_at)
         else:
-            # list.extend keeps what map produced before an exception: that count
-            # tells which item failed in a one-shot iterator.
-            results.extend(map(func, items))
-        item_count = len(results)
-    except (Exception, SystemExit) as exc:  # sys.exit() in the function is its failure too
+            results.extend(map(func, items))  # keeps the results before a failure
+            done = len(results)
+    except (Exception, SystemExit) as exc:  # sys.exit() in the function fails the item
         error_tb = traceback.format_exc()
-        error = _portable_exception(exc) if portable_errors else exc
-        item_count = len(results) + 1
-        results = []
+        error = portable_exception(exc) if portable else exc
+        if exact or not sized:
+            error_index = len(results)
+        elif failed_at:
+            error_index = failed_at[0]
+        done = len(results)
     duration = time.perf_counter() - t0
+    cpu1, delay1 = thread_clock()
     wall_end = time.time()
-    if isinstance(items, Sized):
-        item_count = len(items)
+    lifeline.mark_task_end(key)
+    count = len(items) if sized else done + (error is not None)  # type: ignore[arg-type]
+    payload: Any = results
+    result_bytes = None
+    if error is not None:
+        count = done + 1 if error_index is not None else count
+        payload = []
+    elif pickled:
+        t1 = time.perf_counter()
+        try:
+            payload = pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            bad = _first_unpicklable(results)
+            error_tb = traceback.format_exc()
+            error = portable_exception(exc)
+            error_index, payload = bad, []
+            count, done = bad + 1, bad
+        else:
+            result_bytes = len(payload)
+        ipc += time.perf_counter() - t1
     return ChunkReport(
         chunk_id=chunk_id,
-        item_count=item_count,
-        results=results,
+        item_count=count,
+        done=done,
+        results=payload,
         wall_start=wall_start,
         wall_end=wall_end,
         duration=duration,
+        cpu_seconds=cpu1 - cpu0,
+        run_delay=delay1 - delay0,
         pid=os.getpid(),
-        worker_key=_worker_identity(),
+        worker_key=worker_identity(),
         worker_started_at=started_at,
+        stopped_early=error is None and sized and done < count,
+        ipc_seconds=ipc,
+        result_bytes=result_bytes,
         error=error,
         error_traceback=error_tb,
+        error_index=error_index,
     )
+
+
+def _first_unpicklable(results: list[Any]) -> int:
+    """Index of the first result that cannot be pickled (a failure path only)."""
+    for index, value in enumerate(results):
+        try:
+            pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            return index
+    return 0

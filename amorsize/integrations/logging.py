@@ -1,7 +1,7 @@
 """Structured log records from hook events, for `logging` and JSON log formatters.
 
-`LoggingHook` writes one record per PRE_EXECUTE, POST_EXECUTE and ON_ERROR, and at
-DEBUG one per finished chunk. The figures go in `extra=` under `amorsize_*` keys
+`LoggingHook` writes one record per PRE_EXECUTE, ON_PLAN_CHANGE, POST_EXECUTE and
+ON_ERROR, and at DEBUG one per finished chunk. The figures go in `extra=` under `amorsize_*` keys
 (never clashing with LogRecord's own attributes), so a JSON formatter picks them up.
 """
 
@@ -50,6 +50,7 @@ class LoggingHook(Hook):
         return {
             HookEvent.PRE_EXECUTE: self.on_pre_execute,
             HookEvent.ON_CHUNK_COMPLETE: self.on_chunk_complete,
+            HookEvent.ON_PLAN_CHANGE: self.on_plan_change,
             HookEvent.ON_ERROR: self.on_error,
             HookEvent.POST_EXECUTE: self.on_post_execute,
         }
@@ -58,8 +59,8 @@ class LoggingHook(Hook):
     def _common(ctx: HookContext) -> dict[str, Any]:
         return {
             "amorsize_event": ctx.event.value,
-            "amorsize_execution_id": ctx.metadata.get("execution_id"),
-            "amorsize_function": ctx.metadata.get("function"),
+            "amorsize_execution_id": ctx.execution_id,
+            "amorsize_function": ctx.function,
             "amorsize_n_jobs": ctx.n_jobs,
             "amorsize_chunksize": ctx.chunksize,
             "amorsize_total_items": ctx.total_items,
@@ -73,8 +74,8 @@ class LoggingHook(Hook):
         extra = self._common(ctx)
         meta = ctx.metadata
         extra.update(
-            amorsize_executor_type=meta.get("executor_type"),
-            amorsize_estimated_speedup=_number(meta.get("estimated_speedup")),
+            amorsize_executor_type=ctx.executor_type,
+            amorsize_estimated_speedup=_number(ctx.estimated_speedup),
             amorsize_optimization_seconds=meta.get("optimization_seconds"),
             amorsize_reason=meta.get("reason"),
         )
@@ -97,7 +98,7 @@ class LoggingHook(Hook):
             amorsize_chunk_seconds=ctx.chunk_time,
             amorsize_worker_id=ctx.worker_id,
             amorsize_worker_key=ctx.metadata.get("worker_key"),
-            amorsize_worker_pid=ctx.metadata.get("pid"),
+            amorsize_worker_pid=ctx.pid,
             amorsize_items_completed=ctx.items_completed,
         )
         self.logger.debug(
@@ -106,14 +107,30 @@ class LoggingHook(Hook):
             ctx.chunk_time, extra=extra,
         )
 
+    def on_plan_change(self, ctx: HookContext) -> None:
+        """One record: the run revised its plan, and why."""
+        if not self.logger.isEnabledFor(self.level):
+            return
+        extra = self._common(ctx)
+        extra.update(
+            amorsize_executor_type=ctx.executor_type,
+            amorsize_estimated_speedup=_number(ctx.estimated_speedup),
+            amorsize_reason=ctx.metadata.get("reason"),
+        )
+        self.logger.log(
+            self.level, "amorsize %s: plan revised to %s n_jobs=%d chunksize=%d: %s",
+            extra["amorsize_function"], ctx.executor_type, ctx.n_jobs, ctx.chunksize,
+            extra["amorsize_reason"], extra=extra,
+        )
+
     def on_error(self, ctx: HookContext) -> None:
         """One record: what failed, with the worker's traceback in extra."""
-        status = ctx.metadata.get("status", "error")
+        status = ctx.status or "error"
         level = logging.WARNING if status == "cancelled" else logging.ERROR
         if not self.logger.isEnabledFor(level):
             return
         extra = self._common(ctx)
-        error_type = type(ctx.error).__name__ if ctx.error is not None else None
+        error_type = ctx.error_type
         extra.update(
             amorsize_status=status,
             amorsize_error_type=error_type,
@@ -133,18 +150,18 @@ class LoggingHook(Hook):
         if not self.logger.isEnabledFor(self.level):
             return
         extra = self._common(ctx)
-        meta = ctx.metadata
         extra.update(
-            amorsize_status=meta.get("status"),
-            amorsize_executor_type=meta.get("executor_type"),
+            amorsize_status=ctx.status,
+            amorsize_executor_type=ctx.executor_type,
             amorsize_items_completed=ctx.items_completed,
             amorsize_results_count=ctx.results_count,
             amorsize_throughput_items_per_second=ctx.throughput_items_per_sec,
-            amorsize_estimated_speedup=_number(meta.get("estimated_speedup")),
-            amorsize_actual_speedup=_number(meta.get("actual_speedup")),
-            amorsize_parallel_efficiency=_number(meta.get("parallel_efficiency")),
-            amorsize_chunks_completed=meta.get("chunks_completed"),
-            amorsize_worker_count=meta.get("worker_count"),
+            amorsize_first_estimated_speedup=_number(ctx.first_estimated_speedup),
+            amorsize_estimated_speedup=_number(ctx.estimated_speedup),
+            amorsize_actual_speedup=_number(ctx.actual_speedup),
+            amorsize_parallel_efficiency=_number(ctx.parallel_efficiency),
+            amorsize_chunks_completed=ctx.metadata.get("chunks_completed"),
+            amorsize_worker_count=ctx.worker_count,
         )
         self.logger.log(
             self.level,

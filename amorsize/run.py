@@ -1,0 +1,445 @@
+"""One execute() call: decide how to start, run the tasks, keep deciding, publish.
+
+The decision path, in order:
+1. **Start.** In automatic mode (no executor fixed) the first items run in the calling
+   process (the dry run, `sampling`): a function too cheap for any pool is found out
+   without starting one, and the cost model (`optimizer.decide`) picks the executor
+   and the worker count. With an executor fixed (`executor_type=`, `executor=`) or a
+   warm pool kept for this function, nothing runs in the calling process: the pool's
+   first tasks are small probes.
+2. **Run.** Tasks are sized from what the workers measured (`policy.TaskSizer`),
+   handed out and taken back by `dispatch.TaskFlow`.
+3. **Revise.** From the reports, `policy.review_executor` may move the remaining items
+   to a better executor (automatic mode), and the speedup estimate is revised; each
+   change is an ON_PLAN_CHANGE event and a `PlanRevision`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import replace
+from typing import Any, Optional
+
+from amorsize import costmodel, policy, system, warm_pool
+from amorsize.arguments import RunOptions
+from amorsize.dispatch import InputCursor, TaskFailed, TaskFlow, window_for
+from amorsize.errors import ExecutionCancelled, WorkerTraceback, name_the_item
+from amorsize.hooks import RunHooks
+from amorsize.lanes import Lane, close_lane, open_lane
+from amorsize.names import STATUS_CANCELLED, STATUS_ERROR, STATUS_SUCCESS, function_label
+from amorsize.optimizer import OptimizationResult, PlanRevision, decide
+from amorsize.publisher import RunIdentity, RunPublisher
+from amorsize.sampling import Sample, known_length, take_sample
+from amorsize.signals import Terminated, end_as_sigterm, sigterm_cancels_run
+from amorsize.worker import ChunkReport, run_task, worker_identity
+
+# Tasks in the calling process (serial) aim at this much work at least: they only set
+# how often progress is reported and the plan reviewed.
+SERIAL_TASK_SECONDS = 0.5
+# Items cheaper than this run as a comprehension in the calling process (the index of
+# a failing item is then known to within its slice only).
+EXACT_BELOW_SECONDS = 2e-6
+# execute_iter() in the calling process: most results one task holds at once.
+STREAMING_SERIAL_CHUNK = 65_536
+
+
+class Run:
+    """One execute(): `results()` yields the results task by task, in input order."""
+
+    def __init__(self, func: Callable[[Any], Any], data: Iterable[Any], hooks: RunHooks,
+                 options: RunOptions) -> None:
+        self.func = func
+        self.data = data
+        self.hooks = hooks
+        self.options = options
+        self.optimization: Optional[OptimizationResult] = None
+        self.lanes: list[Lane] = []
+        self.costs = policy.ItemCosts(gil=system.gil_enabled())
+        self.final_estimate: Optional[float] = None
+        self.started = time.perf_counter()
+        self.published_chunksize = 0
+        self.machine: costmodel.MachineCosts = costmodel.MachineCosts(1, 0, 0.0, 0.0, 0.0)
+
+    # ------------------------------------------------------------------ the run
+
+    def results(self) -> Generator[list[Any], None, None]:
+        """Decide, run, publish; yield each task's results in input order."""
+        terminated = False
+        try:
+            with sigterm_cancels_run():
+                yield from self._results()
+        except Terminated:
+            terminated = True
+            raise
+        finally:
+            if terminated:
+                end_as_sigterm()
+
+    def _results(self) -> Generator[list[Any], None, None]:
+        o = self.options
+        started, wall_started = time.perf_counter(), time.time()
+        self.started = started
+        total = o.total_items if o.total_items is not None else known_length(self.data)
+        identity = RunIdentity(uuid.uuid4().hex, function_label(self.func), started,
+                               wall_started)
+        publisher = RunPublisher(self.hooks, identity, total_items=total,
+                                 progress_interval=o.progress_interval)
+        try:
+            optimization, sample = self._decide(total, started)
+        except BaseException as failure:
+            self._failed_while_deciding(failure, publisher, total, started)
+            raise
+        self.optimization = optimization
+        publisher.pre_execute(optimization, optimization_seconds=optimization.optimization_seconds)
+        status, produced = STATUS_ERROR, 0
+        try:
+            for results in self._execute(optimization, sample, total, publisher):
+                produced += len(results)
+                yield results
+            status = STATUS_SUCCESS
+        except TaskFailed as failed:
+            raise self._task_error(failed.report, publisher) from None
+        except GeneratorExit:
+            status = STATUS_CANCELLED
+            publisher.error(ExecutionCancelled("the consumer stopped reading results"), None,
+                            status=status)
+            raise
+        except (KeyboardInterrupt, Terminated) as interrupt:
+            status = STATUS_CANCELLED
+            publisher.error(interrupt, None, status=status)
+            raise
+        except BaseException as error:
+            publisher.error(error, traceback.format_exc(), status=STATUS_ERROR)
+            raise
+        finally:
+            self._finish(status, produced, publisher)
+
+    def _finish(self, status: str, produced: int, publisher: RunPublisher) -> None:
+        now = time.perf_counter()
+        graceful = status == STATUS_SUCCESS
+        for lane in self.lanes:
+            close_lane(lane, graceful, self.options.keep_workers)
+        capacity = sum(lane.capacity_seconds(now) for lane in self.lanes)
+        elapsed = now - publisher.identity.started
+        if self.optimization is not None:
+            self.optimization.final_estimated_speedup = self.final_estimate
+            self.optimization.actual_speedup = (self.costs.serial_seconds / elapsed
+                                                if elapsed > 0 else None)
+        publisher.finish(status, produced, serial_seconds=self.costs.serial_seconds,
+                         capacity_seconds=capacity, final_estimate=self.final_estimate)
+
+    def _task_error(self, report: ChunkReport, publisher: RunPublisher) -> BaseException:
+        """The exception to raise for a task whose function raised, its item named."""
+        error = report.error or RuntimeError("a task failed without an exception")
+        position = (report.start_index + report.error_index
+                    if report.error_index is not None else None)
+        error = name_the_item(error, position, report.start_index + report.done,
+                              max(1, report.item_count - report.done), report.chunk_id)
+        publisher.chunk(report)
+        publisher.error(error, report.error_traceback, status=STATUS_ERROR, report=report)
+        if report.error_traceback and report.pid != os.getpid():
+            error.__cause__ = WorkerTraceback(report.error_traceback)
+        return error
+
+    # ------------------------------------------------------------------ deciding
+
+    def _decide(self, total: Optional[int], started: float
+                ) -> tuple[OptimizationResult, Optional[Sample]]:
+        o = self.options
+        method = (o.mp_context.get_start_method() if o.mp_context is not None
+                  else system.start_method())
+        machine = self.machine = system.machine_costs(method)
+        fixed = self._fixed_plan(total, machine, method)
+        if fixed is not None:
+            fixed.optimization_seconds = time.perf_counter() - started
+            return fixed, None
+        sample = take_sample(self.func, self.data, o.sample_size)
+        optimization = decide(
+            sample, target_chunk_duration=o.target_chunk_duration, n_jobs=o.n_jobs,
+            total_items=total, min_speedup=o.min_speedup, machine=machine,
+            spent_seconds=time.perf_counter() - started, start_method=method)
+        if o.chunksize is not None:
+            optimization.chunksize = o.chunksize
+        optimization.optimization_seconds = time.perf_counter() - started - (
+            sample.compute_seconds)
+        self.costs.prior = sample.workload(1)
+        return optimization, sample
+
+    def _fixed_plan(self, total: Optional[int], machine: costmodel.MachineCosts,
+                    method: str) -> Optional[OptimizationResult]:
+        """The plan when nothing may run in the calling process (an executor fixed, or
+        workers kept warm for this function), or serial was fixed; None: decide."""
+        o = self.options
+        kind, workers, reason = None, o.n_jobs, ""
+        if o.executor is not None:
+            kind, workers = "external", o.n_jobs or _executor_workers(o.executor, machine)
+            reason = "The caller's executor runs every item"
+        elif o.executor_type is not None:
+            kind, reason = o.executor_type, f"executor_type={o.executor_type!r} was fixed"
+        elif o.n_jobs == 1:
+            kind, reason = "serial", "n_jobs=1 was fixed"
+        elif o.keep_workers:
+            warm = warm_pool.idle_workers(self.func, o.n_jobs, method)
+            if warm is not None:
+                kind, workers = "process", warm
+                reason = "The workers kept warm for this function run every item"
+        if kind is None:
+            return None
+        if workers is None:
+            workers = (1 if kind == "serial" else machine.cores if kind == "process"
+                       else min(costmodel.MAX_THREADS, machine.cores + 4))
+        if total is not None:
+            workers = max(1, min(workers, total))
+        return OptimizationResult(
+            n_jobs=workers, chunksize=o.chunksize or 0, executor_type=kind,
+            estimated_speedup=math.nan, total_items=total,
+            reason=f"{reason}; nothing runs in the calling process, and tasks are sized "
+                   "from what the workers measure." if kind != "serial" else
+                   f"{reason}: every item runs in the calling process.")
+
+    def _failed_while_deciding(self, failure: BaseException, publisher: RunPublisher,
+                               total: Optional[int], started: float) -> None:
+        """PRE_EXECUTE, ON_ERROR and POST_EXECUTE for a run that failed while deciding."""
+        interrupted = isinstance(failure, (KeyboardInterrupt, Terminated))
+        status = STATUS_CANCELLED if interrupted else STATUS_ERROR
+        self.optimization = OptimizationResult(
+            n_jobs=self.options.n_jobs or 1, chunksize=self.options.chunksize or 1,
+            executor_type=self.options.executor_type or "serial",
+            estimated_speedup=math.nan, total_items=total,
+            reason=f"The run failed while deciding how to run: {type(failure).__name__}.",
+            optimization_seconds=time.perf_counter() - started)
+        publisher.pre_execute(self.optimization, optimization_seconds=time.perf_counter()
+                              - started)
+        publisher.error(failure, None if interrupted else traceback.format_exc(),
+                        status=status)
+        publisher.finish(status, 0, serial_seconds=0.0, capacity_seconds=0.0,
+                         final_estimate=None)
+
+    # ------------------------------------------------------------------ running
+
+    def _execute(self, optimization: OptimizationResult, sample: Optional[Sample],
+                 total: Optional[int], publisher: RunPublisher
+                 ) -> Generator[list[Any], None, None]:
+        o = self.options
+        done = 0
+        lane = self._open(optimization.executor_type, optimization.n_jobs)
+        reported = sample is not None and (sample.results or sample.error is not None)
+        if sample is not None and reported:
+            report = _sample_report(sample, sampled=lane.kind != "serial")
+            if sample.error is not None:
+                raise TaskFailed(report)
+            publisher.chunk(report)
+            self.costs.add(report, "serial")
+            done = len(sample.results)
+            yield sample.results
+        cursor = InputCursor(self.data, done, sample.rest if sample is not None and not
+                             isinstance(self.data, (list, tuple, range)) else None)
+        flow = TaskFlow(cursor, window_for(lane.workers, o.max_in_flight), o.task_timeout)
+        flow.set_first(done)
+        if reported:
+            flow.next_chunk_id()  # the dry run was task 0
+        self.published_chunksize = optimization.chunksize
+        sizer = self._sizer(lane, total)
+        review_at = policy.MIN_EVIDENCE_TASKS * lane.workers
+        while not flow.done:
+            if lane.kind == "serial":
+                self._run_here(lane, flow, sizer, publisher)
+            else:
+                self._submit(lane, flow, sizer, total, publisher)
+                for report in flow.collect():
+                    self._note_start(report, lane)
+                    publisher.chunk(report)
+                    self.costs.add(report, report.executor_kind)
+                self._follow_task_size(lane, sizer, flow, total, publisher)
+            yield from flow.results()
+            self._close_drained(flow, lane)
+            if o.automatic and (lane.kind == "serial" or self.costs.tasks >= review_at):
+                review_at = int(self.costs.tasks * 1.5) + 1
+                moved = self._review(lane, flow, total, publisher)
+                if moved is not None:
+                    lane = moved
+                    flow.window = max(flow.window, window_for(lane.workers, o.max_in_flight))
+                    sizer = self._sizer(lane, total)
+        if self.final_estimate is None:
+            self.final_estimate = publisher.estimated_speedup
+
+    def _open(self, kind: str, workers: int) -> Lane:
+        lane = open_lane(kind, workers, self.func, self.options)
+        self.lanes.append(lane)
+        return lane
+
+    def _sizer(self, lane: Lane, total: Optional[int]) -> policy.TaskSizer:
+        o = self.options
+        target = o.target_chunk_duration
+        if lane.kind == "serial":
+            target = max(target, SERIAL_TASK_SECONDS)
+        overhead = costmodel.task_overhead(lane.kind, self.machine)
+        return policy.TaskSizer(target_chunk_duration=target, workers=lane.workers,
+                                task_overhead=overhead, total_items=total,
+                                fixed_chunksize=o.chunksize)
+
+    def _run_here(self, lane: Lane, flow: TaskFlow, sizer: policy.TaskSizer,
+                  publisher: RunPublisher) -> None:
+        """One task in the calling process."""
+        size = sizer.next_size(self.costs, flow.cursor.handed_out)
+        if self.options.streaming:
+            size = min(size, STREAMING_SERIAL_CHUNK)
+        taken = flow.cursor.take(size, as_list=False)
+        if taken is None:
+            return
+        start, items = taken
+        per_item = self.costs.per_item()
+        exact = per_item is None or per_item >= EXACT_BELOW_SECONDS
+        report = run_task(self.func, 0, flow.next_chunk_id(), items, sizer.budget,
+                          sizer.first_step(self.costs), portable=False, exact=exact)
+        report.start_index = start
+        report.executor_kind = "serial"
+        publisher.chunk(report)
+        self.costs.add(report, "serial")
+        flow.accept(report, items)
+
+    def _submit(self, lane: Lane, flow: TaskFlow, sizer: policy.TaskSizer,
+                total: Optional[int], publisher: RunPublisher) -> None:
+        """Hand out tasks until the lane has two per worker in flight."""
+        assert lane.pool is not None
+        per_item = self.costs.per_item()
+        exact = True
+        while (flow.has_room and flow.in_flight_on(lane.pool) < 2 * lane.workers
+               and not flow.cursor.empty):
+            size = sizer.next_size(self.costs, flow.cursor.handed_out)
+            if not flow.submit(lane.pool, lane.task_function, size, sizer.budget,
+                               sizer.first_step(self.costs), exact):
+                break
+        if flow.cursor.exhausted and self.final_estimate is None and per_item is not None:
+            self.final_estimate = self._estimate(lane, flow, total)
+            publisher.revise_estimate(self.final_estimate)
+
+    def _note_start(self, report: ChunkReport, lane: Lane) -> None:
+        """The first report of a new process pool tells what starting a worker took."""
+        pool = lane.pool
+        if lane.first_report_seen or pool is None or pool.kind != "process" or lane.warm:
+            return
+        lane.first_report_seen = True
+        if pool.start_method is not None and pool.owned:
+            system.note_process_start(pool.start_method,
+                                      report.worker_started_at - pool.created_wall)
+
+    def _close_drained(self, flow: TaskFlow, current: Lane) -> None:
+        for lane in self.lanes:
+            if lane is not current and lane.ended is None and lane.pool is not None and \
+                    flow.in_flight_on(lane.pool) == 0:
+                close_lane(lane, True, self.options.keep_workers)
+
+    # ------------------------------------------------------------------ revising
+
+    def _estimate(self, lane: Lane, flow: TaskFlow, total: Optional[int]) -> Optional[float]:
+        remaining = self._remaining(flow, total)
+        elapsed = time.perf_counter() - self.started
+        return policy.revised_estimate(self.costs, elapsed, remaining, lane.workers,
+                                       lane.kind, self.machine,
+                                       self.options.target_chunk_duration)
+
+    def _remaining(self, flow: TaskFlow, total: Optional[int]) -> int:
+        done = self.costs.items
+        if total is not None:
+            return max(0, total - done)
+        from amorsize.optimizer import ASSUMED_UNKNOWN_TOTAL
+
+        if flow.cursor.exhausted:
+            return flow.in_flight_items() + sum(len(i) for _, i in flow.cursor.given_back)
+        return max(done, ASSUMED_UNKNOWN_TOTAL - done, 1)
+
+    def _review(self, lane: Lane, flow: TaskFlow, total: Optional[int],
+                publisher: RunPublisher) -> Optional[Lane]:
+        """Move the remaining items to a better executor if the reports say so."""
+        if flow.cursor.empty:
+            return None
+        o = self.options
+        remaining = self._remaining(flow, total) - flow.in_flight_items()
+        plan = policy.review_executor(lane.kind, lane.workers, self.costs, remaining,
+                                      self.machine, o.target_chunk_duration,
+                                      o.min_speedup)
+        publisher.revise_estimate(self._estimate(lane, flow, total))
+        if plan is None:
+            return None
+        reason = _move_reason(lane.kind, plan, self.costs.cpu_share())
+        if lane.kind == "serial":
+            close_lane(lane, True, False)
+        new = self._open(plan.executor_type, plan.n_jobs)
+        self._revised(plan, new, flow, total, publisher, reason)
+        return new
+
+    def _follow_task_size(self, lane: Lane, sizer: policy.TaskSizer, flow: TaskFlow,
+                          total: Optional[int], publisher: RunPublisher) -> None:
+        """A plan change when the task size the measured cost asks for moved 2x or
+        more from the one last published (the first tasks, probes, aside)."""
+        if sizer.fixed or self.costs.tasks < lane.workers:
+            return
+        planned = sizer.planned_size(self.costs)
+        published = self.published_chunksize
+        if planned is None or (published / 2 < planned < published * 2):
+            return
+        self.published_chunksize = planned
+        near = f"tasks of {planned} items keep them near {sizer.target:g} s"
+        reason = (f"the workers measured the items: {near}" if not published else
+                  f"the items now cost {_ratio(planned, published)} what was planned: {near}")
+        plan = costmodel.Plan(lane.kind, lane.workers, planned, 0.0)
+        self._revised(plan, lane, flow, total, publisher, reason)
+
+    def _revised(self, plan: costmodel.Plan, lane: Lane, flow: TaskFlow,
+                 total: Optional[int], publisher: RunPublisher, reason: str) -> None:
+        assert self.optimization is not None
+        estimate = self._estimate(lane, flow, total)
+        revision = PlanRevision(time.perf_counter() - self.started, lane.label,
+                                lane.workers, plan.chunksize, estimate, reason)
+        self.optimization.revisions.append(revision)
+        current = replace(self.optimization, executor_type=lane.label, n_jobs=lane.workers,
+                          chunksize=plan.chunksize, estimated_speedup=estimate or math.nan,
+                          revisions=list(self.optimization.revisions))
+        publisher.plan_change(current, reason)
+
+
+def _ratio(planned: int, published: int) -> str:
+    """How the item cost moved, from the task sizes it asks for."""
+    if planned < published:
+        return f"{published / planned:.1f}x"
+    return f"1/{planned / published:.1f} of"
+
+
+def _move_reason(kind: str, plan: costmodel.Plan, share: Optional[float]) -> str:
+    """Why the remaining items moved to another executor."""
+    target = f"{plan.n_jobs} {'threads' if plan.executor_type == 'thread' else 'processes'}"
+    if kind == "serial":
+        return f"moved to {target}: the items turned out dear enough for a pool"
+    if plan.executor_type == "thread":
+        waits = 100 * (1 - (share or 0.0))
+        return (f"moved to {target}: the workers measured a function that waits "
+                f"{waits:.0f}% of its time")
+    return (f"moved to {target}: the threads saturated the GIL with a function that "
+            "computes")
+
+
+def _executor_workers(executor: Any, machine: costmodel.MachineCosts) -> int:
+    """How many workers a caller's executor has, where it says; else the cores."""
+    count = getattr(executor, "_max_workers", None)  # concurrent.futures: no public way
+    if isinstance(count, int) and count > 0:
+        return count
+    return machine.cores
+
+
+def _sample_report(sample: Sample, sampled: bool) -> ChunkReport:
+    """The dry run's items, reported as task 0 of the calling process."""
+    return ChunkReport(
+        chunk_id=0, item_count=len(sample.results) + (sample.error is not None),
+        done=len(sample.results), results=sample.results, wall_start=sample.wall_start,
+        wall_end=sample.wall_end, duration=sample.compute_seconds,
+        cpu_seconds=sample.cpu_seconds, run_delay=sample.run_delay, pid=sample.pid,
+        worker_key=worker_identity(), worker_started_at=sample.wall_start,
+        error=sample.error, error_traceback=sample.error_traceback,
+        error_index=len(sample.results) if sample.error is not None else None,
+        sampled=sampled, executor_kind="serial")
