@@ -56,6 +56,8 @@ def fmt_seconds(seconds: Optional[float]) -> str:
     """1.23 s, 45.6 ms, 789 µs; an en dash when unknown."""
     if seconds is None or not math.isfinite(seconds):
         return "\u2013"
+    if seconds == 0:
+        return "0 s"
     a = abs(seconds)
     if a >= 100:
         return f"{seconds:.0f} s"
@@ -90,11 +92,13 @@ def _figure(value: str, label: str) -> str:
 # ---------------------------------------------------------------------- data block
 
 
-def page_data(record: RunRecord, max_bars: int = views.DEFAULT_MAX_BARS) -> dict[str, Any]:
+def page_data(record: RunRecord, max_bars: int = views.DEFAULT_MAX_BARS,
+              timeline: Optional[views.Timeline] = None) -> dict[str, Any]:
     """What the script draws: lanes, bars (columns), aggregated cells, curves."""
     lanes = views.lanes(record)
     index = {lane.worker_id: lane.index for lane in lanes}
-    timeline = views.timeline(record, max_bars)
+    if timeline is None:
+        timeline = views.timeline(record, max_bars)
     t0 = record.run_started_at
     bars: dict[str, list[Any]] = {k: [] for k in ("id", "lane", "s", "d", "n", "f", "x", "p",
                                                   "e")}
@@ -154,8 +158,8 @@ def _header(record: RunRecord) -> str:
     )
 
 
-def _timeline(record: RunRecord, max_bars: int) -> str:
-    timeline = views.timeline(record, max_bars)
+def _timeline(record: RunRecord, timeline: views.Timeline) -> str:
+    max_bars = timeline.max_bars
     notes = []
     if timeline.slice_seconds is not None:
         notes.append(
@@ -319,6 +323,7 @@ def render_html(record: RunRecord, max_bars: int = views.DEFAULT_MAX_BARS) -> st
     csp = (f"default-src 'none'; script-src {_csp_hash(script)}; "
            f"style-src {_csp_hash(style)}; img-src 'none'; base-uri 'none'; form-action 'none'")
     title = f"amorsize run: {record.identity.function} ({record.status})"
+    timeline = views.timeline(record, max_bars)
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
@@ -326,9 +331,9 @@ def render_html(record: RunRecord, max_bars: int = views.DEFAULT_MAX_BARS) -> st
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<meta name="generator" content="amorsize {escape(record.identity.amorsize_version)}">'
         f"<title>{escape(title)}</title><style>{style}</style></head><body>"
-        f"{_header(record)}<main>{_timeline(record, max_bars)}{_decision(record)}"
+        f"{_header(record)}<main>{_timeline(record, timeline)}{_decision(record)}"
         f"{_curves()}{_summary(record)}{_identity(record)}</main>"
         '<script type="application/json" id="amorsize-data">'
-        f"{_json_for_script(page_data(record, max_bars))}</script>"
+        f"{_json_for_script(page_data(record, max_bars, timeline))}</script>"
         f"<script>{script}</script></body></html>\n"
     )
