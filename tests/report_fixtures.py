@@ -9,12 +9,13 @@ a plan revision, and (optionally) one task that fails.
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 T0 = 1_763_712_000.0  # a fixed wall-clock start, so runs are reproducible
-CALLER_PID = 4100
+CALLER_PID = os.getpid()  # the calling process is this one, as in a real run
 
 
 @dataclass

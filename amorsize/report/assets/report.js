@@ -278,7 +278,12 @@
       });
       svg("path", { "class": "line", d: pathOf(C.t, C.done, px, py) }, root);
     } });
-  // drawn: tests wait for this; the load benchmark reads the time since navigation
-  document.documentElement.setAttribute("data-render-ms", performance.now().toFixed(1));
-  document.documentElement.setAttribute("data-rendered", "1");
+  // drawn: tests wait for this; the load benchmark reads the times since navigation,
+  // here and after the next frame (the page as drawn is on screen)
+  var html = document.documentElement;
+  html.setAttribute("data-render-ms", performance.now().toFixed(1));
+  html.setAttribute("data-rendered", "1");
+  requestAnimationFrame(function () {
+    setTimeout(function () { html.setAttribute("data-painted-ms", performance.now().toFixed(1)); }, 0);
+  });
 })();
