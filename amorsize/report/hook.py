@@ -21,6 +21,7 @@ import math
 import os
 import platform
 import socket
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional, TypeVar, Union
@@ -45,12 +46,14 @@ _F = TypeVar("_F", bound=Callable[..., None])
 
 
 def _never_raises(method: _F) -> _F:
-    """Log and swallow any exception: a report must never change or stop a run."""
+    """Serialise the observer's methods (cheap, uncontended) and log and swallow any
+    exception: a report must never change or stop a run."""
 
     @functools.wraps(method)
     def wrapper(self: ReportObserver, ctx: Any) -> None:
         try:
-            method(self, ctx)
+            with self._lock:
+                method(self, ctx)
         except Exception:
             logger.warning("amorsize report: %s failed; the run goes on", method.__name__,
                            exc_info=True)
@@ -127,9 +130,13 @@ def _plan(ctx: Any, elapsed: float, change_reason: Optional[str] = None) -> Plan
 
 
 class ReportObserver:
-    """Fills the `RunRecord` of one run from its events; writes the files at the end."""
+    """Fills the `RunRecord` of one run from its events; writes the files at the end.
+
+    It has every method of `amorsize.hooks.RunObserver`; the core calls them in the
+    calling process."""
 
     def __init__(self, hook: ReportHook, ctx: Any) -> None:
+        self._lock = threading.Lock()
         started = _float(_field(ctx, "run_started_at", "start_time"))
         if started is None:
             started = (_float(getattr(ctx, "timestamp", None)) or 0.0) - (
@@ -176,6 +183,9 @@ class ReportObserver:
     def on_chunk_complete(self, ctx: Any) -> None:
         """A task finished: one bar."""
         self.record.add_chunk(self._chunk(ctx))
+
+    def on_progress(self, ctx: Any) -> None:
+        """Nothing to do: the curves are drawn from the chunks' own end times."""
 
     @_never_raises
     def on_plan_change(self, ctx: Any) -> None:
