@@ -97,7 +97,8 @@ def _identity(ctx: Any) -> Identity:
         execution_id=str(_field(ctx, "execution_id") or ""),
         amorsize_version=__version__,
         host=attempt(socket.gethostname) or "",
-        start_method=attempt(system.start_method) or "",
+        # the run's own, where the core says; else the one its optimizer reads too
+        start_method=str(_field(ctx, "start_method") or attempt(system.start_method) or ""),
         cores=attempt(system.usable_cores),
         physical_cores=attempt(system.physical_cores),
         python=f"{platform.python_implementation()} {platform.python_version()}",
