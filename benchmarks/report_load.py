@@ -52,6 +52,7 @@ def synthetic_events(chunks: int, workers: int, seed: int = 1) -> list[SimpleNam
     rng = random.Random(seed)
     opt = _Optimization(executor_type="process", n_jobs=workers, chunksize=10,
                         estimated_speedup=workers * 0.9, reason="synthetic",
+                        serial_seconds_estimate=chunks * 0.01 * 0.9,
                         predicted_seconds=chunks * 0.01 / workers)
     common = dict(function="bench:work", execution_id="bench", run_started_at=T0,
                   total_items=10 * chunks + 5, sampled=False, chunk_start_index=None,

@@ -95,7 +95,7 @@ def test_observer_never_raises_into_the_run(caplog: pytest.LogCaptureFixture) ->
 
 def test_odd_field_values_do_not_break_the_report(tmp_path: Path) -> None:
     contexts = simulate_run(fail=False, revise=False).contexts
-    pre = replace(contexts[0], optimization=None, total_items=None, run_started_at=None,
+    pre = replace(contexts[0], optimization=None, total_items=None, run_started_at=0.0,
                   estimated_speedup=float("nan"))
     odd = replace(contexts[1], chunk_started_at=None, chunk_ended_at=None, chunk_time=0.01,
                   pid=None, worker_id=None, chunk_start_index=None)
@@ -143,3 +143,23 @@ def test_arguments_are_checked() -> None:
         ReportHook()
     with pytest.raises(ValueError, match="max_bars"):
         ReportHook("r.html", max_bars=0)
+
+
+def test_predicted_end_is_serial_estimate_over_speedup_for_every_plan() -> None:
+    run = simulate_run()
+    observer = ReportHook("unused.html").start_run(run.contexts[0])
+    first = observer.record.plans[0]
+    assert first.predicted_end == pytest.approx(3.4 / 1.85)
+    # a revision whose result still carries the first plan's predicted_seconds
+    stale = FakeOptimization(chunksize=40, estimated_speedup=1.62, predicted_seconds=1.84)
+    observer.on_plan_change(FakeContext(event="on_plan_change", elapsed_time=0.9,
+                                        optimization=stale, metadata={"reason": "r"}))
+    assert observer.record.plans[1].predicted_end == pytest.approx(3.4 / 1.62)
+    # no usable estimate: no line for the revision (the first plan's would mislead)
+    unknown = replace(stale, estimated_speedup=float("nan"))
+    observer.on_plan_change(FakeContext(event="on_plan_change", elapsed_time=1.0,
+                                        optimization=unknown, metadata={"reason": "r"}))
+    assert observer.record.plans[2].predicted_end is None
+    # a first plan without a serial estimate falls back to predicted_seconds
+    pre = replace(run.contexts[0], optimization=replace(stale, serial_seconds_estimate=None))
+    assert ReportHook("u.html").start_run(pre).record.plans[0].predicted_end == 1.84

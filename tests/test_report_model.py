@@ -13,7 +13,7 @@ def record_with(chunks: list[ChunkRecord], **kwargs: object) -> RunRecord:
     record = RunRecord(identity=Identity(function="m:f", pid=10), run_started_at=T0,
                        **kwargs)  # type: ignore[arg-type]
     record.add_plan(PlanRecord(elapsed=0.0, executor_type="process", n_jobs=2, chunksize=4,
-                               estimated_speedup=1.8, predicted_seconds=2.0))
+                               estimated_speedup=1.8, predicted_end=2.2))
     for chunk in chunks:
         record.add_chunk(chunk)
     return record

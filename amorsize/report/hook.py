@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional, TypeVar, Union
 
+from amorsize import hooks
 from amorsize.hooks import Hook
 from amorsize.report.chrome_trace import render_chrome_trace
 from amorsize.report.html import render_html
@@ -125,21 +126,38 @@ def _plan(ctx: Any, elapsed: float, change_reason: Optional[str] = None) -> Plan
         estimated_speedup=_float(pick("estimated_speedup")),
         reason=str(pick("reason") or ""),
         explanation=explanation,
-        predicted_seconds=_float(getattr(opt, "predicted_seconds", None)),
+        predicted_end=_predicted_end(opt, _float(pick("estimated_speedup")),
+                                     revised=change_reason is not None),
         change_reason=change_reason,
     )
 
 
-class ReportObserver:
-    """Fills the `RunRecord` of one run from its events; writes the files at the end.
+def _predicted_end(opt: Any, estimate: Optional[float], revised: bool) -> Optional[float]:
+    """When the plan predicts the job done, in seconds since execute() began.
 
-    It has every method of `amorsize.hooks.RunObserver`; the core calls them in the
-    calling process."""
+    The one estimated speedup is the whole job serially against the whole execute()
+    as planned, so serial estimate / speedup is that plan's predicted wall time; this
+    holds for a revised plan too. `predicted_seconds` is the fallback for a first plan
+    only: a revision's result object may still carry the first plan's."""
+    serial = _float(getattr(opt, "serial_seconds_estimate", None))
+    if serial is not None and serial > 0 and estimate is not None and estimate > 0:
+        return serial / estimate
+    return None if revised else _float(getattr(opt, "predicted_seconds", None))
+
+
+# The core's RunObserver, where it has one: the core asks the observer's class which
+# methods differ from the base's to know which events to build. Progress is not
+# observed: the curves come from the chunks' own end times.
+_ObserverBase: type = getattr(hooks, "RunObserver", object)
+
+
+class ReportObserver(_ObserverBase):
+    """Fills the `RunRecord` of one run from its events; writes the files at the end."""
 
     def __init__(self, hook: ReportHook, ctx: Any) -> None:
         self._lock = threading.Lock()
         started = _float(_field(ctx, "run_started_at", "start_time"))
-        if started is None:
+        if started is None or started <= 0:  # unset (a context's default is 0.0)
             started = (_float(getattr(ctx, "timestamp", None)) or 0.0) - (
                 _float(getattr(ctx, "elapsed_time", None)) or 0.0)
         self.hook = hook
@@ -184,9 +202,6 @@ class ReportObserver:
     def on_chunk_complete(self, ctx: Any) -> None:
         """A task finished: one bar."""
         self.record.add_chunk(self._chunk(ctx))
-
-    def on_progress(self, ctx: Any) -> None:
-        """Nothing to do: the curves are drawn from the chunks' own end times."""
 
     @_never_raises
     def on_plan_change(self, ctx: Any) -> None:

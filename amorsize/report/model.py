@@ -47,7 +47,8 @@ class PlanRecord:
     estimated_speedup: Optional[float] = None
     reason: str = ""  # the optimizer's reason for the plan
     explanation: str = ""  # OptimizationResult.explain()
-    predicted_seconds: Optional[float] = None  # predicted wall time of the items left
+    # seconds since the run began at which this plan predicts the last item done
+    predicted_end: Optional[float] = None
     change_reason: Optional[str] = None  # why the plan was revised (None: first plan)
 
 

@@ -209,13 +209,13 @@ def predictions(record: RunRecord) -> list[Prediction]:
     times, done = _finished(record)
     lines = []
     for number, plan in enumerate(record.plans):
-        if plan.predicted_seconds is None or not math.isfinite(plan.predicted_seconds):
+        end = plan.predicted_end
+        if end is None or not math.isfinite(end) or end <= plan.elapsed:
             continue
         k = bisect.bisect_right(times, plan.elapsed)
         n0 = done[k - 1] if k else 0
         label = "predicted" if number == 0 else f"revised prediction {number}"
-        lines.append(Prediction(label, plan.elapsed, n0, plan.elapsed + plan.predicted_seconds,
-                                total))
+        lines.append(Prediction(label, plan.elapsed, n0, end, total))
     return lines
 
 
