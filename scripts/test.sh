@@ -11,6 +11,8 @@ command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v prometheus-pushgateway >/dev/null || need_apt+=(prometheus-pushgateway)
 command -v docker-compose >/dev/null || need_apt+=(docker-compose)
 command -v openssl >/dev/null || need_apt+=(openssl)
+# The run report's browser tests drive Debian's Chromium (never a downloaded browser).
+command -v chromium >/dev/null || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "missing Debian packages: ${need_apt[*]} (run as root or install them)" >&2
