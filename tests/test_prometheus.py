@@ -3,6 +3,7 @@ CollectorRegistry per test, values read back with get_sample_value."""
 
 from __future__ import annotations
 
+import gc
 import http.client
 import importlib
 import logging
@@ -11,8 +12,10 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional
@@ -25,15 +28,17 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
+from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 import amorsize
 from amorsize import Hook, HookContext, HookEvent, HookManager, execute, execute_iter, names
+from amorsize.hooks import RunObserver, hook_error_counts
 from amorsize.integrations.prometheus import (
     PrometheusHook,
     start_metrics_server,
 )
 from tests.servers import free_port, require_binary
-from tests.workloads import Boom, raise_on_13, spin, square
+from tests.workloads import Boom, nap, raise_on_13, spin, square, tag
 
 SQUARE = names.function_label(square)
 SPIN = names.function_label(spin)
@@ -178,13 +183,60 @@ def test_items_chunks_and_gauges_after_a_run(
     assert value(registry, names.OPTIMIZATION_DURATION_SECONDS + "_count", function=SPIN) == 1
 
 
-def test_estimated_speedup_is_left_unset_when_nothing_was_measured(
+class ObserverProbe(Hook):
+    """Calls `probe(ctx)` from a run observer on ON_CHUNK_COMPLETE and POST_EXECUTE: an
+    observer listed after PrometheusHook sees the metrics as that hook left them."""
+
+    def __init__(self, probe: Any) -> None:
+        self.probe = probe
+
+    def start_run(self, ctx: HookContext) -> RunObserver:
+        probe = self.probe
+
+        class Observer(RunObserver):
+            def on_chunk_complete(self, ctx: HookContext) -> None:
+                probe(ctx)
+
+            def on_post_execute(self, ctx: HookContext) -> None:
+                probe(ctx)
+
+        return Observer()
+
+
+SPEEDUP_GAUGES = (names.SPEEDUP_ESTIMATED, names.SPEEDUP_ACTUAL, names.PARALLEL_EFFICIENCY_RATIO)
+
+
+def test_speedup_gauges_are_set_together_at_the_end_of_a_successful_run(
         registry: CollectorRegistry) -> None:
-    execute(square, range(10), hooks=PrometheusHook(registry), n_jobs=1, chunksize=5)
-    assert value(registry, names.SPEEDUP_ESTIMATED, function=SQUARE) is None
-    execute(spin, range(40), hooks=PrometheusHook(registry))
-    estimated = value(registry, names.SPEEDUP_ESTIMATED, function=SPIN)
-    assert estimated is not None and math.isfinite(estimated) and estimated > 0
+    during: list[tuple[Optional[float], ...]] = []
+    final: list[HookContext] = []
+
+    def probe(ctx: HookContext) -> None:
+        if ctx.event is HookEvent.POST_EXECUTE:
+            final.append(ctx)
+        else:
+            during.append(tuple(value(registry, g, function=SPIN) for g in SPEEDUP_GAUGES))
+
+    execute(spin, range(200), hooks=[PrometheusHook(registry), ObserverProbe(probe)],
+            executor_type="thread", n_jobs=2)
+    assert during and set(during) == {(None, None, None)}  # nothing while running
+    [ctx] = final
+    assert ctx.status == "success"
+    for gauge, figure in zip(SPEEDUP_GAUGES, (ctx.estimated_speedup, ctx.actual_speedup,
+                                              ctx.parallel_efficiency), strict=True):
+        expected = figure if figure is not None and math.isfinite(figure) else None
+        assert value(registry, gauge, function=SPIN) == expected, gauge
+    actual = value(registry, names.SPEEDUP_ACTUAL, function=SPIN)
+    assert actual is not None and actual > 0
+
+
+def test_a_failed_run_leaves_the_speedup_gauges_alone(registry: CollectorRegistry) -> None:
+    with pytest.raises(Boom):
+        execute(raise_on_13, range(40), hooks=PrometheusHook(registry),
+                executor_type="serial", chunksize=2)
+    for gauge in SPEEDUP_GAUGES:
+        assert value(registry, gauge, function=RAISE) is None, gauge
+    assert value(registry, names.EXECUTIONS_TOTAL, function=RAISE, status="error") == 1
 
 
 def test_a_raising_function_counts_an_error_by_class_name(registry: CollectorRegistry) -> None:
@@ -216,11 +268,8 @@ def test_a_cancelled_run_is_counted_as_cancelled_not_as_an_error(
 def test_items_chunks_and_throughput_move_during_the_run(registry: CollectorRegistry) -> None:
     seen: list[tuple[float, float, float, float]] = []
 
-    class Probe(Hook):
-        def callbacks(self) -> dict[HookEvent, Any]:
-            return {HookEvent.ON_CHUNK_COMPLETE: self.on_chunk}
-
-        def on_chunk(self, ctx: HookContext) -> None:
+    def probe(ctx: HookContext) -> None:
+        if ctx.event is HookEvent.ON_CHUNK_COMPLETE:
             seen.append((
                 float(ctx.items_completed),
                 value(registry, names.ITEMS_PROCESSED_TOTAL, function=SPIN) or 0.0,
@@ -228,7 +277,7 @@ def test_items_chunks_and_throughput_move_during_the_run(registry: CollectorRegi
                 value(registry, names.THROUGHPUT_ITEMS_PER_SECOND, function=SPIN) or 0.0,
             ))
 
-    execute(spin, range(120), hooks=[PrometheusHook(registry), Probe()],
+    execute(spin, range(120), hooks=[PrometheusHook(registry), ObserverProbe(probe)],
             executor_type="thread", n_jobs=2, chunksize=10)
     assert len(seen) == 12
     for index, (completed, items, chunks, throughput) in enumerate(seen, start=1):
@@ -257,7 +306,6 @@ def test_one_hook_serves_concurrent_runs(registry: CollectorRegistry) -> None:
     assert value(registry, names.ITEMS_PROCESSED_TOTAL, function=SQUARE) == 200
     assert value(registry, names.EXECUTIONS_TOTAL, function=SQUARE, status="success") == 4
     assert value(registry, names.EXECUTIONS_IN_PROGRESS, function=SQUARE) == 0
-    assert not hook._runs
 
 
 # ---------------------------------------------------------------- hook errors
@@ -276,30 +324,148 @@ class Raising(Hook):
         raise RuntimeError("a broken hook")
 
 
-def test_hook_errors_follow_the_managers_statistics(
+def hook_errors(registry: CollectorRegistry) -> dict[str, float]:
+    """amorsize_hook_errors_total per event, as the registry exposes it now."""
+    counts = {}
+    for event in HookEvent:
+        found = value(registry, names.HOOK_ERRORS_TOTAL, event=event.value)
+        assert found is not None, event
+        counts[event.value] = found
+    return counts
+
+
+def added(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """The events whose count grew, and by how much."""
+    return {event: after[event] - before[event] for event in after
+            if after[event] != before[event]}
+
+
+def test_hook_errors_are_the_process_wide_count_read_at_scrape(
         registry: CollectorRegistry, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.CRITICAL, logger="amorsize.hooks")
+    other = CollectorRegistry()
+    PrometheusHook(other)
     manager = HookManager()
     manager.add(PrometheusHook(registry))
     manager.add(PrometheusHook(registry))  # same metric set: must not count twice
+    before = hook_errors(registry)
+    assert hook_errors(other) == before == hook_error_counts()
     manager.add(Raising(HookEvent.ON_CHUNK_COMPLETE, HookEvent.POST_EXECUTE))
     for _ in range(2):
-        assert execute(square, range(40), hooks=manager, n_jobs=1, chunksize=10) == [
-            x * x for x in range(40)]
+        assert execute(square, range(40), hooks=manager, executor_type="serial",
+                       chunksize=10) == [x * x for x in range(40)]
     counts = manager.get_stats()["error_counts"]
     assert counts["on_chunk_complete"] == 8 and counts["post_execute"] == 2
-    for event in HookEvent:
-        assert value(registry, names.HOOK_ERRORS_TOTAL, event=event.value) == counts[event.value]
+    assert added(before, hook_errors(registry)) == {"on_chunk_complete": 8, "post_execute": 2}
+    # one count for the process: a registry the runs never saw reads the same
+    assert hook_errors(other) == hook_errors(registry) == hook_error_counts()
 
 
 def test_hook_errors_after_this_hook_in_post_execute_are_counted(
         registry: CollectorRegistry, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.CRITICAL, logger="amorsize.hooks")
-    # a list of hooks: execute() makes a manager of its own, gone after the run
-    execute(square, range(10), hooks=[PrometheusHook(registry), Raising(HookEvent.POST_EXECUTE)],
-            n_jobs=1, chunksize=5)
-    assert value(registry, names.HOOK_ERRORS_TOTAL, event="post_execute") == 1
-    assert value(registry, names.HOOK_ERRORS_TOTAL, event="pre_execute") == 0
+    hook = PrometheusHook(registry)
+    before = hook_errors(registry)
+    # a list of hooks, no manager: the failures are counted all the same
+    execute(square, range(10), hooks=[hook, Raising(HookEvent.POST_EXECUTE)],
+            executor_type="serial", chunksize=5)
+    assert added(before, hook_errors(registry)) == {"post_execute": 1}
+
+
+class TrackedPrometheusHook(PrometheusHook):
+    """A PrometheusHook that keeps a weak reference to each run's observer."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
+        self.observers: list[weakref.ref[RunObserver]] = []
+
+    def start_run(self, ctx: HookContext) -> RunObserver:
+        observer = super().start_run(ctx)
+        self.observers.append(weakref.ref(observer))
+        return observer
+
+
+def scrape_hook_errors(url: str) -> dict[str, float]:
+    """amorsize_hook_errors_total per event, over HTTP from a /metrics server."""
+    _, body = fetch(url)
+    return {s.labels["event"]: s.value for family in parse_text(body)
+            for s in family.samples if s.name == names.HOOK_ERRORS_TOTAL}
+
+
+def test_failing_runs_through_a_shared_hook_keep_no_manager_or_run_alive(
+        registry: CollectorRegistry, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 13: each failed run's traceback cycle held its manager, and the hook-error
+    collector kept and rescanned every manager. Now nothing outlives its run."""
+    caplog.set_level(logging.CRITICAL, logger="amorsize.hooks")  # no records holding tracebacks
+    runs = 100
+    hook = TrackedPrometheusHook(registry)
+    managers: list[weakref.ref[HookManager]] = []
+    with start_metrics_server(port=0, registry=registry) as server:
+        before = scrape_hook_errors(server.url)
+        for _ in range(runs):
+            manager = HookManager()
+            manager.add(hook)
+            manager.add(Raising(HookEvent.ON_ERROR))
+            with pytest.raises(Boom):
+                execute(raise_on_13, range(20), hooks=manager, executor_type="serial",
+                        chunksize=2)
+            managers.append(weakref.ref(manager))
+            del manager
+        gc.collect()
+        assert [ref for ref in managers if ref() is not None] == []
+        assert len(hook.observers) == runs
+        assert [ref for ref in hook.observers if ref() is not None] == []
+        # the failures of hooks are still counted, read from the process-wide count
+        assert added(before, scrape_hook_errors(server.url)) == {"on_error": runs}
+    assert value(registry, names.ERRORS_TOTAL, function=RAISE, error_type="Boom") == runs
+    assert value(registry, names.EXECUTIONS_TOTAL, function=RAISE, status="error") == runs
+    assert value(registry, names.EXECUTIONS_IN_PROGRESS, function=RAISE) == 0
+
+
+# ---------------------------------------------------------------- label cardinality
+
+
+def test_distinct_function_labels_are_capped(registry: CollectorRegistry) -> None:
+    hook = PrometheusHook(registry, max_functions=2)
+    for func in (square, spin, nap, tag, square):
+        execute(func, range(6), hooks=hook, executor_type="serial", chunksize=3)
+    body = generate_latest(registry).decode()
+    functions = {s.labels["function"] for family in parse_text(body)
+                 for s in family.samples if "function" in s.labels}
+    assert functions == {SQUARE, SPIN, names.OTHER_FUNCTION}
+    other = names.OTHER_FUNCTION
+    assert value(registry, names.ITEMS_PROCESSED_TOTAL, function=SQUARE) == 12  # known: kept
+    assert value(registry, names.ITEMS_PROCESSED_TOTAL, function=other) == 12  # nap and tag
+    assert value(registry, names.EXECUTIONS_TOTAL, function=other, status="success") == 2
+    assert value(registry, names.EXECUTIONS_IN_PROGRESS, function=other) == 0
+    assert value(registry, names.CHUNK_DURATION_SECONDS + "_count", function=other) == 4
+
+
+def test_the_function_cap_defaults_to_a_thousand(registry: CollectorRegistry) -> None:
+    hook = PrometheusHook(registry)
+    assert names.DEFAULT_MAX_FUNCTIONS == 1000
+    labels = [hook.metrics.function_label(f"generated:f{i}") for i in range(1001)]
+    assert labels[:1000] == [f"generated:f{i}" for i in range(1000)]
+    assert labels[1000] == names.OTHER_FUNCTION
+    assert hook.metrics.function_label("generated:f7") == "generated:f7"
+
+
+# ---------------------------------------------------------------- plan changes
+
+
+def test_plan_changes_are_counted_and_move_the_plan_gauges(registry: CollectorRegistry) -> None:
+    plans: list[tuple[int, int]] = []
+    manager = HookManager()
+    manager.register(HookEvent.ON_PLAN_CHANGE, lambda ctx: plans.append(
+        (ctx.n_jobs, ctx.chunksize)))
+    # threads fixed, no chunk size: the first tasks probe, then the measured task size
+    # is published as a plan change
+    execute(spin, range(200), hooks=[manager, PrometheusHook(registry)],
+            executor_type="thread", n_jobs=2)
+    assert plans, "the run revised no plan"
+    assert value(registry, names.PLAN_REVISIONS_TOTAL, function=SPIN) == len(plans)
+    assert value(registry, names.WORKERS, function=SPIN) == plans[-1][0]
+    assert value(registry, names.CHUNKSIZE, function=SPIN) == plans[-1][1]
 
 
 # ---------------------------------------------------------------- exemplars
@@ -385,6 +551,84 @@ def test_pushgateway_down_logs_a_warning_and_the_job_succeeds(
     assert hook.push(SQUARE) is False
 
 
+class SlowGateway:
+    """A Pushgateway stand-in on a free loopback port: it reads a push, then answers it
+    one byte every 50 ms (never silent long enough for a socket timeout) until the test
+    releases it, or for at most 120 s."""
+
+    def __init__(self) -> None:
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.listen(8)
+        self.address = f"127.0.0.1:{self._socket.getsockname()[1]}"
+        self.received = threading.Event()
+        self.answered = threading.Event()
+        self.release = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="slow-gateway", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        connection, _ = self._socket.accept()
+        with connection:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += connection.recv(65536)
+            head, _, body = request.partition(b"\r\n\r\n")
+            length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            while len(body) < length:
+                body += connection.recv(65536)
+            self.received.set()
+            try:
+                connection.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                deadline = time.monotonic() + 120.0  # failure bound only
+                while not self.release.wait(0.05) and time.monotonic() < deadline:
+                    connection.sendall(b"z")
+                connection.sendall(b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            except OSError:
+                pass  # the client gave up
+        self.answered.set()
+
+    def close(self) -> None:
+        """Let the answer finish, and wait for the push thread to end."""
+        self.release.set()
+        self._thread.join(timeout=60)
+        self._socket.close()
+        deadline = time.monotonic() + 60.0
+        while any(t.name == "amorsize-push" for t in threading.enumerate()) and \
+                time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
+@pytest.fixture
+def slow_gateway() -> Iterator[SlowGateway]:
+    gateway = SlowGateway()
+    try:
+        yield gateway
+    finally:
+        gateway.close()
+
+
+def test_push_timeout_is_a_deadline_for_the_whole_push(
+        registry: CollectorRegistry, slow_gateway: SlowGateway,
+        caplog: pytest.LogCaptureFixture) -> None:
+    hook = PrometheusHook(registry, pushgateway=slow_gateway.address, push_timeout=1.0)
+    with caplog.at_level(logging.WARNING, logger="amorsize.integrations.prometheus"):
+        assert execute(square, range(20), hooks=hook, executor_type="serial",
+                       chunksize=5) == [x * x for x in range(20)]
+        # execute() returned while the gateway was still answering the push
+        assert slow_gateway.received.is_set()
+        assert not slow_gateway.answered.is_set()
+        warnings = [r for r in caplog.records if r.name == "amorsize.integrations.prometheus"]
+        assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+        assert slow_gateway.address in warnings[0].getMessage()
+        # a push while the last one is still going is skipped, not queued behind it
+        assert hook.push(SQUARE) is False
+        assert not slow_gateway.answered.is_set()
+    assert "still running" in caplog.records[-1].getMessage()
+    assert value(registry, names.EXECUTIONS_TOTAL, function=SQUARE, status="success") == 1
+
+
 # ---------------------------------------------------------------- arguments
 
 
@@ -400,6 +644,8 @@ def test_pushgateway_down_logs_a_warning_and_the_job_succeeds(
     ({"grouping_key": {"instance": 3}}, TypeError, "grouping_key"),
     ({"push_timeout": 0}, ValueError, "push_timeout"),
     ({"push_timeout": math.nan}, ValueError, "push_timeout"),
+    ({"max_functions": 0}, ValueError, "max_functions"),
+    ({"max_functions": 2.5}, ValueError, "max_functions"),
 ])
 def test_bad_arguments_name_the_parameter(
         kwargs: dict[str, Any], error: type[Exception], parameter: str) -> None:
