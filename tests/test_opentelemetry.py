@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import multiprocessing.resource_tracker
 import os
 import subprocess
@@ -18,6 +19,7 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
+    Gauge,
     HistogramDataPoint,
     InMemoryMetricReader,
     NumberDataPoint,
@@ -29,29 +31,45 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import StatusCode
 
-from amorsize import HookContext, HookEvent, HookManager, WorkerDiedError, execute, execute_iter
+from amorsize import (
+    Hook,
+    HookContext,
+    HookEvent,
+    HookManager,
+    WorkerDiedError,
+    execute,
+    execute_iter,
+)
+from amorsize.hooks import RunObserver, hook_error_counts
 from amorsize.integrations.opentelemetry import (
-    ATTR_CHUNK_SAMPLED,
-    ATTR_CHUNK_SPANS_DROPPED,
-    ATTR_ERROR_TYPE,
-    ATTR_STATUS,
     OpenTelemetryHook,
     configure_tracing,
-    figure_attribute,
     traces_endpoint,
+    without_messages,
 )
 from amorsize.names import (
     ATTR_CHUNK_ID,
+    ATTR_CHUNK_SAMPLED,
     ATTR_CHUNK_SIZE,
+    ATTR_CHUNK_SPANS_DROPPED,
     ATTR_CHUNKSIZE,
+    ATTR_ERROR_TYPE,
+    ATTR_EVENT,
+    ATTR_EXCEPTION_STACKTRACE,
     ATTR_EXECUTOR,
     ATTR_FUNCTION,
     ATTR_N_JOBS,
+    ATTR_PLAN_REASON,
+    ATTR_PLAN_REVISIONS,
     ATTR_PROCESS_PID,
+    ATTR_SPEEDUP_ESTIMATED,
+    ATTR_STATUS,
     ATTR_TOTAL_ITEMS,
     ATTR_WORKER_ID,
     OTEL_METRICS,
+    PLAN_REVISIONS_TOTAL,
     SPAN_CHUNK,
+    SPAN_EVENT_PLAN_CHANGE,
     SPAN_EXECUTE,
     SPAN_OPTIMIZE,
     TRACER_NAME,
@@ -186,8 +204,16 @@ def test_process_run_is_one_trace_with_a_span_per_chunk(otel: OTel,
 
 
 def test_sampled_run_has_an_optimize_span_with_figures_and_chunk_zero(otel: OTel) -> None:
-    results = execute(spin, range(60), hooks=otel.hook(), executor_type="thread", n_jobs=2)
-    assert len(results) == 60
+    # Automatic mode: the dry run computes the first items in the calling process; a
+    # function that waits goes to threads, and those items stay visible as chunk 0.
+    decisions: list[HookContext] = []
+    manager = HookManager()
+    manager.register(HookEvent.PRE_EXECUTE, decisions.append)
+    manager.add(otel.hook())
+    results = execute(nap, range(200), hooks=manager)
+    assert results == list(range(200))
+    [decision] = decisions
+    assert decision.executor_type == "thread"
 
     run = otel.one(SPAN_EXECUTE)
     optimize = otel.one(SPAN_OPTIMIZE)
@@ -197,25 +223,27 @@ def test_sampled_run_has_an_optimize_span_with_figures_and_chunk_zero(otel: OTel
     assert optimize.end_time <= run.end_time
     a = attrs(optimize)
     assert a["amorsize.optimize.executor"] == "thread"
-    assert a["amorsize.optimize.n_jobs"] == 2
+    assert a["amorsize.optimize.n_jobs"] == decision.n_jobs
     assert isinstance(a["amorsize.optimize.reason"], str) and a["amorsize.optimize.reason"]
-    assert a[figure_attribute("sampled items")] == 5
-    assert isinstance(a["amorsize.optimize.mean_item_time_s"], float)
-    assert a["amorsize.optimize.mean_item_time_s"] > 0
+    # the typed figures, under their field names
+    figures = decision.optimization.figures
+    assert a["amorsize.optimize.sampled_items"] == figures.sampled_items >= 1
+    assert isinstance(a["amorsize.optimize.mean_item_seconds"], float)
+    assert a["amorsize.optimize.mean_item_seconds"] > 0
+    for name, figure in figures.values().items():
+        assert f"amorsize.optimize.{name}" in a, name
+        if isinstance(figure, (bool, int, float, str)):
+            assert a[f"amorsize.optimize.{name}"] == figure, name
 
     chunks = assert_chunks_belong_to(otel, run)
     sizes = {attrs(c)[ATTR_CHUNK_ID]: attrs(c)[ATTR_CHUNK_SIZE] for c in chunks}
-    assert sum(sizes.values()) == 60
+    assert sum(sizes.values()) == 200
     sampled = [attrs(c) for c in chunks if attrs(c).get(ATTR_CHUNK_SAMPLED)]
     assert len(sampled) == 1
     assert sampled[0][ATTR_CHUNK_ID] == 0
+    assert sampled[0][ATTR_CHUNK_SIZE] == figures.sampled_items
     assert sampled[0][ATTR_PROCESS_PID] == os.getpid()
-
-
-def test_figure_names_become_attribute_keys() -> None:
-    assert figure_attribute("mean item time (s)") == "amorsize.optimize.mean_item_time_s"
-    assert (figure_attribute("pickle+unpickle time (s/item)")
-            == "amorsize.optimize.pickle_and_unpickle_time_s_per_item")
+    assert ATTR_WORKER_ID not in sampled[0]  # the calling process is no worker of the pool
 
 
 # ------------------------------------------------------------------ failures
@@ -287,7 +315,8 @@ def test_recycled_workers_lose_no_chunk_span(otel: OTel, resource_tracker: None,
 
 
 def test_cancelled_iteration_ends_the_span_without_error(otel: OTel) -> None:
-    results = execute_iter(square, range(100), hooks=otel.hook(), n_jobs=1, chunksize=5)
+    results = execute_iter(square, range(100), hooks=otel.hook(), executor_type="serial",
+                           chunksize=5)
     assert [next(results) for _ in range(7)] == [x * x for x in range(7)]
     results.close()  # type: ignore[attr-defined]
 
@@ -297,6 +326,167 @@ def test_cancelled_iteration_ends_the_span_without_error(otel: OTel) -> None:
     assert len(exception_events(run)) == 1
     assert not trace.get_current_span().get_span_context().is_valid
     assert otel.points("amorsize.errors") == []
+
+
+SECRET = "s3cr3t-customer-4711"
+
+
+def raise_secret_on_13(x: int) -> int:
+    """Fail on item 13 with a two-line message holding data that must not leave."""
+    if x == 13:
+        raise Boom(f"customer record {SECRET}\n{SECRET} again, on a line of its own")
+    return x
+
+
+def span_texts(span: ReadableSpan) -> list[str]:
+    """Every text a span exports: status, attributes, events and their attributes."""
+    texts = [span.status.description or ""]
+    texts += [str(v) for v in (span.attributes or {}).values()]
+    for event in span.events:
+        texts.append(event.name)
+        texts += [str(v) for v in (event.attributes or {}).values()]
+    return texts
+
+
+@pytest.mark.parametrize(("func", "executor_type", "message"), [
+    (raise_on_13, "process", "item 13 is unlucky"),
+    (raise_secret_on_13, "thread", SECRET),
+])
+def test_record_exception_messages_false_keeps_messages_in_the_process(
+        otel: OTel, func: Any, executor_type: str, message: str,
+        no_leftover_children: None) -> None:
+    with pytest.raises(Boom, match=message):
+        execute(func, range(40), hooks=otel.hook(record_exception_messages=False),
+                executor_type=executor_type, n_jobs=2, chunksize=2)
+
+    run = otel.one(SPAN_EXECUTE)
+    [failed] = [c for c in assert_chunks_belong_to(otel, run)
+                if c.status.status_code is StatusCode.ERROR]
+    for span in (run, failed):
+        assert span.status.status_code is StatusCode.ERROR
+        assert span.status.description == "Boom"
+        [event] = exception_events(span)
+        attributes = dict(event.attributes or {})
+        assert "exception.message" not in attributes
+        assert attributes["exception.type"] == "Boom"
+        stacktrace = str(attributes[ATTR_EXCEPTION_STACKTRACE])
+        assert "Traceback (most recent call last):" in stacktrace
+        assert f"in {func.__name__}" in stacktrace  # the frames are kept
+        assert stacktrace.splitlines()[-1] == "tests.workloads.Boom"  # the type, no message
+    for span in otel.exporter.get_finished_spans():
+        assert not [text for text in span_texts(span) if message in text], span.name
+
+
+def test_exception_messages_are_recorded_by_default(otel: OTel) -> None:
+    with pytest.raises(Boom):
+        execute(raise_secret_on_13, range(40), hooks=otel.hook(), executor_type="thread",
+                n_jobs=2, chunksize=2)
+    run = otel.one(SPAN_EXECUTE)
+    assert SECRET in (run.status.description or "")
+    [event] = exception_events(run)
+    assert SECRET in str((event.attributes or {})["exception.message"])
+
+
+# What Python 3.11 prints for an exception group raised from a chained cause, whose
+# first member has a three-line message (one line empty) and a note.
+GROUP_TRACEBACK = f"""\
+RuntimeError: {SECRET}
+
+The above exception was the direct cause of the following exception:
+
+  + Exception Group Traceback (most recent call last):
+  |   File "/srv/job.py", line 3, in <module>
+  |     outer()
+  |   File "/srv/job.py", line 10, in outer
+  |     raise ExceptionGroup(title, [error, KeyError(key)]) from RuntimeError(key)
+  | ExceptionGroup: group {SECRET} (2 sub-exceptions)
+  +-+---------------- 1 ----------------
+    | Traceback (most recent call last):
+    |   File "/srv/job.py", line 7, in outer
+    |     inner()
+    |   File "/srv/job.py", line 2, in inner
+    |     raise ValueError(message)
+    |     ^^^^^^^^^^^^^^^^^^^^^^^^^
+    | ValueError: {SECRET}
+    | {SECRET} on line two
+    |
+    | line four: {SECRET}
+    | a note with {SECRET}
+    +---------------- 2 ----------------
+    | KeyError: '{SECRET}'
+    +------------------------------------
+"""
+
+
+def test_without_messages_cuts_every_message_line_and_keeps_the_structure() -> None:
+    assert GROUP_TRACEBACK.count(SECRET) == 7
+    cut = without_messages(GROUP_TRACEBACK)
+    assert SECRET not in cut
+    assert cut.splitlines() == [
+        "RuntimeError",
+        "",
+        "The above exception was the direct cause of the following exception:",
+        "",
+        "  + Exception Group Traceback (most recent call last):",
+        '  |   File "/srv/job.py", line 3, in <module>',
+        "  |     outer()",
+        '  |   File "/srv/job.py", line 10, in outer',
+        "  |     raise ExceptionGroup(title, [error, KeyError(key)]) from RuntimeError(key)",
+        "  | ExceptionGroup",
+        "  +-+---------------- 1 ----------------",
+        "    | Traceback (most recent call last):",
+        '    |   File "/srv/job.py", line 7, in outer',
+        "    |     inner()",
+        '    |   File "/srv/job.py", line 2, in inner',
+        "    |     raise ValueError(message)",
+        "    |     ^^^^^^^^^^^^^^^^^^^^^^^^^",
+        "    | ValueError",
+        "    |",
+        "    +---------------- 2 ----------------",
+        "    | KeyError",
+        "    +------------------------------------",
+    ]
+    plain = ('Traceback (most recent call last):\n  File "x.py", line 1, in f\n    g()\n'
+             "KeyboardInterrupt")
+    assert without_messages(plain) == plain
+
+
+def test_record_exception_messages_is_validated() -> None:
+    with pytest.raises(TypeError, match="record_exception_messages"):
+        OpenTelemetryHook(record_exception_messages="no")  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ plan changes
+
+
+def test_plan_changes_are_events_on_the_execute_span(otel: OTel) -> None:
+    plans: list[tuple[str, int, int, str]] = []
+    manager = HookManager()
+    manager.register(HookEvent.ON_PLAN_CHANGE, lambda ctx: plans.append(
+        (ctx.executor_type, ctx.n_jobs, ctx.chunksize, ctx.metadata["reason"])))
+    manager.add(otel.hook())
+    # threads fixed, no chunk size: the measured task size is published as a plan change
+    execute(spin, range(200), hooks=manager, executor_type="thread", n_jobs=2)
+    assert plans, "the run revised no plan"
+
+    run = otel.one(SPAN_EXECUTE)
+    events = [e for e in run.events if e.name == SPAN_EVENT_PLAN_CHANGE]
+    assert [(e.attributes[ATTR_EXECUTOR], e.attributes[ATTR_N_JOBS],  # type: ignore[index]
+             e.attributes[ATTR_CHUNKSIZE], e.attributes[ATTR_PLAN_REASON])  # type: ignore[index]
+            for e in events] == plans
+    assert all(run.start_time <= e.timestamp <= run.end_time for e in events)  # type: ignore[operator]
+    assert all(isinstance(e.attributes.get(ATTR_SPEEDUP_ESTIMATED, 0.0), float)  # type: ignore[union-attr]
+               for e in events)
+    assert attrs(run)[ATTR_PLAN_REVISIONS] == len(plans)
+    [revisions] = otel.points("amorsize.plan.revisions")
+    assert revisions.value == len(plans)
+
+
+def test_a_run_without_plan_changes_has_no_revision_events(otel: OTel) -> None:
+    execute(spin, range(40), hooks=otel.hook(), executor_type="thread", n_jobs=2, chunksize=5)
+    run = otel.one(SPAN_EXECUTE)
+    assert [e for e in run.events if e.name == SPAN_EVENT_PLAN_CHANGE] == []
+    assert ATTR_PLAN_REVISIONS not in attrs(run)
 
 
 # ------------------------------------------------------------------ the chunk-span cap
@@ -315,8 +505,8 @@ def test_chunk_spans_are_capped_and_the_rest_counted(otel: OTel) -> None:
 
 def test_a_failed_chunk_is_traced_beyond_the_cap(otel: OTel) -> None:
     with pytest.raises(Boom):
-        execute(raise_on_13, range(40), hooks=otel.hook(max_chunk_spans=0), n_jobs=1,
-                chunksize=2)
+        execute(raise_on_13, range(40), hooks=otel.hook(max_chunk_spans=0),
+                executor_type="serial", chunksize=2)
 
     run = otel.one(SPAN_EXECUTE)
     [failed] = assert_chunks_belong_to(otel, run)
@@ -342,7 +532,7 @@ def test_the_callers_span_is_the_parent_and_is_current_again_after(otel: OTel) -
     tracer = otel.tracer_provider.get_tracer("caller")
 
     with tracer.start_as_current_span("handle request") as request:
-        execute(square, range(20), hooks=manager, n_jobs=1, chunksize=5)
+        execute(square, range(20), hooks=manager, executor_type="serial", chunksize=5)
         assert trace.get_current_span() is request
 
     run = otel.one(SPAN_EXECUTE)
@@ -353,7 +543,7 @@ def test_the_callers_span_is_the_parent_and_is_current_again_after(otel: OTel) -
 
 
 def test_without_a_caller_span_the_run_is_a_root_span(otel: OTel) -> None:
-    execute(square, range(20), hooks=otel.hook(), n_jobs=1, chunksize=5)
+    execute(square, range(20), hooks=otel.hook(), executor_type="serial", chunksize=5)
     assert otel.one(SPAN_EXECUTE).parent is None
     assert not trace.get_current_span().get_span_context().is_valid
 
@@ -366,7 +556,7 @@ def test_one_hook_serves_concurrent_runs(otel: OTel) -> None:
     def job() -> None:
         try:
             barrier.wait(timeout=10)
-            execute(nap, range(20), hooks=hook, n_jobs=1, chunksize=2)
+            execute(nap, range(20), hooks=hook, executor_type="serial", chunksize=2)
             assert not trace.get_current_span().get_span_context().is_valid
         except BaseException as exc:
             failures.append(exc)
@@ -396,9 +586,9 @@ def test_unsampled_runs_record_no_span_and_raise_nothing() -> None:
     manager = HookManager()
     manager.add(OpenTelemetryHook(provider, meters))
 
-    execute(square, range(20), hooks=manager, n_jobs=1, chunksize=5)
+    execute(square, range(20), hooks=manager, executor_type="serial", chunksize=5)
     with pytest.raises(Boom):
-        execute(raise_on_13, range(20), hooks=manager, n_jobs=1, chunksize=5)
+        execute(raise_on_13, range(20), hooks=manager, executor_type="serial", chunksize=5)
 
     assert exporter.get_finished_spans() == ()
     assert set(manager.get_stats()["error_counts"].values()) == {0}
@@ -418,22 +608,29 @@ def test_metrics_have_the_fixed_names_units_and_values(otel: OTel) -> None:
     hook = otel.hook()
     execute(square, range(30), hooks=hook, executor_type="thread", n_jobs=2, chunksize=5)
     with pytest.raises(Boom):
-        execute(raise_on_13, range(40), hooks=hook, n_jobs=1, chunksize=5)
+        execute(raise_on_13, range(40), hooks=hook, executor_type="serial", chunksize=5)
 
     data = otel.reader.get_metrics_data()
     assert data is not None
     metrics = {m.name: m for rm in data.resource_metrics for sm in rm.scope_metrics
                for m in sm.metrics}
-    assert set(metrics) == {spec.name for spec in OTEL_METRICS}
-    for spec in OTEL_METRICS:
-        metric = metrics[spec.name]
+    # every spec but plan revisions (chunk size and executor fixed: no plan changed)
+    recorded = [spec for spec in OTEL_METRICS if spec.name != PLAN_REVISIONS_TOTAL]
+    assert set(metrics) == {spec.otel_name for spec in recorded}
+    for spec in recorded:
+        metric = metrics[str(spec.otel_name)]
         assert metric.unit == spec.unit
-        assert metric.description == spec.description
-        if spec.kind == "histogram":
+        assert metric.description == spec.documentation
+        kind = spec.otel_instrument
+        if kind == "histogram":
             assert all(isinstance(p, HistogramDataPoint) for p in metric.data.data_points)
+            bounds = [b for b in spec.buckets if math.isfinite(b)]
+            assert all(list(p.explicit_bounds) == bounds for p in metric.data.data_points)
+        elif kind == "gauge":
+            assert isinstance(metric.data, Gauge)
         else:
             assert isinstance(metric.data, Sum)
-            assert metric.data.is_monotonic is (spec.kind == "counter")
+            assert metric.data.is_monotonic is (kind == "counter")
             assert all(isinstance(p, NumberDataPoint) for p in metric.data.data_points)
 
     ok, bad = "tests.workloads:square", "tests.workloads:raise_on_13"
@@ -458,6 +655,9 @@ def test_metrics_have_the_fixed_names_units_and_values(otel: OTel) -> None:
     assert durations[key(ok)].sum > 0
     assert by_function("amorsize.optimization.duration")[key(ok)].count == 1
     assert {p.value for p in otel.points("amorsize.executions.in_progress")} == {0}
+    # hook errors: the process-wide count, read when the metrics are collected
+    hook_errors = {p.attributes[ATTR_EVENT]: p.value for p in otel.points("amorsize.hook.errors")}
+    assert hook_errors == hook_error_counts()
 
 
 # ------------------------------------------------------------------ set-up, imports
@@ -528,13 +728,13 @@ def test_global_providers_are_looked_up_at_each_run() -> None:
         from tests.workloads import square
 
         hook = OpenTelemetryHook()  # before any provider is set
-        execute(square, range(10), hooks=hook, n_jobs=1, chunksize=5)
+        execute(square, range(10), hooks=hook, executor_type="serial", chunksize=5)
         exporter, reader = InMemorySpanExporter(), InMemoryMetricReader()
         provider = TracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(exporter))
         trace.set_tracer_provider(provider)
         metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
-        execute(square, range(10), hooks=hook, n_jobs=1, chunksize=5)
+        execute(square, range(10), hooks=hook, executor_type="serial", chunksize=5)
         data = reader.get_metrics_data()
         print(json.dumps({
             "spans": sorted(s.name for s in exporter.get_finished_spans()),
@@ -550,7 +750,7 @@ def test_global_providers_are_looked_up_at_each_run() -> None:
 
 
 def test_context_of_hook_events_carries_what_the_hook_reads() -> None:
-    """The hook relies on these metadata keys; fail here first if the publisher drops one."""
+    """The hook relies on these typed fields; fail here first if the publisher drops one."""
     seen: dict[HookEvent, HookContext] = {}
     manager = HookManager()
 
@@ -559,11 +759,39 @@ def test_context_of_hook_events_carries_what_the_hook_reads() -> None:
 
     for event in (HookEvent.PRE_EXECUTE, HookEvent.ON_CHUNK_COMPLETE, HookEvent.POST_EXECUTE):
         manager.register(event, keep)
-    execute(square, range(10), hooks=manager, n_jobs=1, chunksize=5)
-    assert {"execution_id", "function", "start_time", "optimization_seconds",
-            "optimization", "executor_type"} <= set(seen[HookEvent.PRE_EXECUTE].metadata)
-    assert {"start_time", "end_time", "pid"} <= set(seen[HookEvent.ON_CHUNK_COMPLETE].metadata)
-    assert {"status", "end_time", "actual_speedup"} <= set(seen[HookEvent.POST_EXECUTE].metadata)
+    execute(square, range(10), hooks=manager, executor_type="serial", chunksize=5)
+    pre = seen[HookEvent.PRE_EXECUTE]
+    assert pre.execution_id and pre.function == "tests.workloads:square"
+    assert pre.executor_type == "serial" and pre.run_started_at > 0
+    assert pre.optimization is not None
+    assert pre.metadata["optimization_seconds"] >= 0
+    chunk = seen[HookEvent.ON_CHUNK_COMPLETE]
+    assert chunk.execution_id == pre.execution_id
+    assert chunk.chunk_started_at is not None and chunk.chunk_ended_at is not None
+    assert pre.run_started_at <= chunk.chunk_started_at <= chunk.chunk_ended_at
+    assert chunk.pid == os.getpid() and chunk.chunk_id == 0 and chunk.chunk_size == 5
+    post = seen[HookEvent.POST_EXECUTE]
+    assert post.status == "success" and post.execution_id == pre.execution_id
+    assert post.metadata["end_time"] >= chunk.chunk_ended_at
+    assert post.actual_speedup is not None and post.metadata["chunks_completed"] == 2
+
+
+class ChunkSpanCounter(Hook):
+    """Counts the finished chunk spans from an observer: listed after the OpenTelemetry
+    hook, its observer runs once that hook has handled the same event."""
+
+    def __init__(self, otel: OTel) -> None:
+        self.otel = otel
+        self.counts: list[int] = []
+
+    def start_run(self, ctx: HookContext) -> RunObserver:
+        counter = self
+
+        class Observer(RunObserver):
+            def on_chunk_complete(self, ctx: HookContext) -> None:
+                counter.counts.append(len(counter.otel.spans(SPAN_CHUNK)))
+
+        return Observer()
 
 
 def test_chunks_are_recorded_during_a_long_run_not_only_at_its_end(
@@ -572,21 +800,19 @@ def test_chunks_are_recorded_during_a_long_run_not_only_at_its_end(
     import amorsize.integrations.opentelemetry as integration
 
     monkeypatch.setattr(integration, "FLUSH_SECONDS", 0.0)  # every chunk is "a while later"
-    seen_during_run: list[int] = []
+    counter = ChunkSpanCounter(otel)
     manager = HookManager()
     manager.add(otel.hook())
-    # Registered after the hook: runs once the hook has handled the same event.
-    manager.register(HookEvent.ON_CHUNK_COMPLETE,
-                     lambda ctx: seen_during_run.append(len(otel.spans(SPAN_CHUNK))))
-    execute(square, range(40), manager, n_jobs=1, chunksize=10)
-    assert seen_during_run == [1, 2, 3, 4]
+    manager.add(counter)
+    execute(square, range(40), manager, executor_type="serial", chunksize=10)
+    assert counter.counts == [1, 2, 3, 4]
 
 
 def test_chunks_waiting_for_a_flush_are_recorded_when_the_run_fails(otel: OTel) -> None:
     manager = HookManager()
     manager.add(otel.hook())
     with pytest.raises(ValueError):
-        execute(raise_on_13, range(40), manager, n_jobs=1, chunksize=5)
+        execute(raise_on_13, range(40), manager, executor_type="serial", chunksize=5)
     chunks = otel.spans(SPAN_CHUNK)
     assert len(chunks) == 3  # chunks 0 and 1 finished, chunk 2 (items 10-14) failed
     failed = [c for c in chunks if c.status.status_code == StatusCode.ERROR]

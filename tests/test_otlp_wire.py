@@ -21,9 +21,15 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NoOpTracerProvider
 
-from amorsize import execute
+from amorsize import execute, names
 from amorsize.integrations.opentelemetry import OpenTelemetryHook, configure_tracing
-from amorsize.names import OTEL_METRICS, SPAN_CHUNK, SPAN_EXECUTE, SPAN_OPTIMIZE, TRACER_NAME
+from amorsize.names import (
+    OTEL_METRICS,
+    SPAN_CHUNK,
+    SPAN_EXECUTE,
+    SPAN_OPTIMIZE,
+    TRACER_NAME,
+)
 from tests.otlp_receiver import OTLPReceiver, attributes
 from tests.workloads import Boom, raise_on_13, spin, square
 
@@ -101,16 +107,25 @@ def test_metrics_arrive_over_otlp_http(receiver: OTLPReceiver) -> None:
     meters = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
     try:
         hook = OpenTelemetryHook(NoOpTracerProvider(), meters)
-        execute(square, range(30), hooks=hook, n_jobs=1, chunksize=5)
+        execute(square, range(30), hooks=hook, executor_type="serial", chunksize=5)
         with pytest.raises(Boom):
-            execute(raise_on_13, range(30), hooks=hook, n_jobs=1, chunksize=5)
+            execute(raise_on_13, range(30), hooks=hook, executor_type="serial", chunksize=5)
         assert meters.force_flush()
     finally:
         meters.shutdown()
 
     metrics = receiver.metrics()
-    for spec in OTEL_METRICS:
-        assert metrics[spec.name].unit == spec.unit
+    # every metric of names.py, but plan revisions (nothing revised a fixed plan) and
+    # the estimated speedup (a serial run fixed by the caller has no estimate)
+    specs = {str(spec.otel_name): spec for spec in OTEL_METRICS}
+    unsent = {str(names.METRICS_BY_NAME[name].otel_name)
+              for name in (names.PLAN_REVISIONS_TOTAL, names.SPEEDUP_ESTIMATED)}
+    assert set(metrics) == set(specs) - unsent
+    for name, spec in specs.items():
+        if name in unsent:
+            continue
+        assert metrics[name].unit == spec.unit
+        assert metrics[name].description == spec.documentation
     items = {attributes(p.attributes)["amorsize.function"]: p.as_int
              for p in metrics["amorsize.items.processed"].sum.data_points}
     assert items == {"tests.workloads:square": 30, "tests.workloads:raise_on_13": 10}
@@ -123,7 +138,7 @@ def test_metrics_arrive_over_otlp_http(receiver: OTLPReceiver) -> None:
 
 SCRIPT = """
     import sys
-    from amorsize import execute
+    from amorsize import execute, names
     from amorsize.integrations.opentelemetry import OpenTelemetryHook, configure_tracing
     from tests.workloads import nap
 

@@ -18,13 +18,14 @@ otel_setup) sets up the SDK with an OTLP/HTTP exporter for scripts. Install both
 from __future__ import annotations
 
 import math
+import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
 from amorsize import names
-from amorsize.hooks import Hook, HookContext, RunObserver
+from amorsize.hooks import Hook, HookContext, RunObserver, hook_error_counts
 from amorsize.integrations.otel_setup import (
     INSTALL_HINT,
     configure_tracing,
@@ -72,17 +73,56 @@ def _set(span: Span, attributes: Mapping[str, Any]) -> None:
     span.set_attributes(clean)
 
 
+_CHAINING = ("During handling of the above exception, another exception occurred:",
+             "The above exception was the direct cause of the following exception:")
+_TRACEBACK_HEADS = ("Traceback (most recent call last):",
+                    "+ Exception Group Traceback (most recent call last):")
+_GROUP_BORDER = re.compile(r"\+[-+]*(?: (?:\d+|\.\.\.) -+)?")
+_EXCEPTION_TYPE = re.compile(r"[A-Za-z_][\w.]*")
+
+
 def without_messages(traceback_text: str) -> str:
-    """A traceback with every exception line cut to the exception type (frames and
-    source lines kept): for data that must not leave the process."""
-    kept = []
+    """A formatted traceback with every exception's message cut away, for data that
+    must not leave the process: each exception line becomes its type alone, and the
+    further lines of multi-line messages and notes are dropped. Frames, source lines,
+    chaining and exception-group structure are kept."""
+    kept: list[str] = []
+    # What an unexplained line is: "exception" (the next one names an exception),
+    # "frames" (source lines under a frame, then the exception), "message" (left out).
+    state = "exception"
+    frame_indent = 0
     for line in traceback_text.splitlines():
-        if line.startswith(" ") or line.startswith("Traceback") or not line.strip() or \
-                line.startswith(("During handling", "The above exception")):
+        body = line.lstrip(" |")
+        indent = len(line) - len(body)
+        if not body:
             kept.append(line)
-        else:
-            kept.append(line.split(":", 1)[0])
+        elif body.startswith(_TRACEBACK_HEADS):
+            kept.append(line)
+            state, frame_indent = "frames", indent
+        elif body in _CHAINING or _GROUP_BORDER.fullmatch(body):
+            kept.append(line)
+            state = "exception"
+        elif state == "frames" and body.startswith('File "'):
+            kept.append(line)
+            frame_indent = indent
+        elif state == "frames" and (indent > frame_indent
+                                    or body.startswith("[Previous line repeated")):
+            kept.append(line)  # source line, carets
+        elif state != "message":
+            match = _EXCEPTION_TYPE.match(body)
+            if match is not None and body[match.end():match.end() + 1] in ("", ":"):
+                kept.append(line[:indent] + match.group())
+            state = "message"
     return "\n".join(kept)
+
+
+def _observe_hook_errors(options: Any) -> list[Any]:
+    """amorsize.hook.errors: hooks that raised in this process so far, per event."""
+    from opentelemetry.metrics import Observation
+
+    attribute = names.LABEL_ATTRIBUTES[names.LABEL_EVENT]
+    return [Observation(count, {attribute: event})
+            for event, count in sorted(hook_error_counts().items())]
 
 
 class _Instruments:
@@ -93,7 +133,11 @@ class _Instruments:
         for spec in names.OTEL_METRICS:
             name, unit, text = spec.otel_name, spec.unit, spec.documentation
             kind = spec.otel_instrument
-            if kind == "counter":
+            if spec.name == names.HOOK_ERRORS_TOTAL:
+                # One process-wide count, read when the metrics are collected.
+                meter.create_observable_counter(name, [_observe_hook_errors], unit, text)
+                made = None
+            elif kind == "counter":
                 made = meter.create_counter(name, unit, text)
             elif kind == "up_down_counter":
                 made = meter.create_up_down_counter(name, unit, text)
