@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from amorsize import execute
+from amorsize import HookContext, HookEvent, HookManager, execute
 from amorsize.integrations.logging import LoggingHook
 from tests.workloads import Boom, raise_on_13, spin
 
@@ -78,7 +78,8 @@ def test_start_end_and_debug_chunks(logger: tuple[logging.Logger, ListHandler]) 
 def test_no_chunk_records_above_debug(logger: tuple[logging.Logger, ListHandler]) -> None:
     log, handler = logger
     log.setLevel(logging.INFO)
-    execute(spin, range(60), LoggingHook(log), n_jobs=2, chunksize=10)
+    # executor and chunk size fixed: no plan change, so two records
+    execute(spin, range(60), LoggingHook(log), executor_type="thread", n_jobs=2, chunksize=10)
     assert [r.amorsize_event for r in handler.records] == [  # type: ignore[attr-defined]
         "pre_execute",
         "post_execute",
@@ -88,7 +89,8 @@ def test_no_chunk_records_above_debug(logger: tuple[logging.Logger, ListHandler]
 def test_error_record(logger: tuple[logging.Logger, ListHandler]) -> None:
     log, handler = logger
     with pytest.raises(Boom):
-        execute(raise_on_13, range(40), LoggingHook(log, level=logging.WARNING), n_jobs=1)
+        execute(raise_on_13, range(40), LoggingHook(log, level=logging.WARNING),
+                executor_type="serial")
     errors = [r for r in handler.records if r.levelno == logging.ERROR]
     assert len(errors) == 1
     record = errors[0]
@@ -110,7 +112,7 @@ def test_json_formatter_picks_up_the_figures() -> None:
     handler.setFormatter(JsonFormatter())
     log.addHandler(handler)
     try:
-        execute(spin, range(30), LoggingHook(log), n_jobs=1, chunksize=30)
+        execute(spin, range(30), LoggingHook(log), executor_type="serial", chunksize=30)
     finally:
         log.removeHandler(handler)
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
@@ -124,7 +126,7 @@ def test_default_logger_and_validation(caplog: pytest.LogCaptureFixture) -> None
     hook = LoggingHook()
     assert hook.logger.name == "amorsize"
     with caplog.at_level(logging.INFO, logger="amorsize"):
-        execute(spin, range(10), hook, n_jobs=1)
+        execute(spin, range(10), hook, executor_type="serial")
     assert [r.amorsize_event for r in caplog.records] == [  # type: ignore[attr-defined]
         "pre_execute",
         "post_execute",
@@ -134,3 +136,47 @@ def test_default_logger_and_validation(caplog: pytest.LogCaptureFixture) -> None
         LoggingHook(42)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="level"):
         LoggingHook(level="INFO")  # type: ignore[arg-type]
+
+
+def test_plan_changes_are_logged_with_the_reason(
+        logger: tuple[logging.Logger, ListHandler]) -> None:
+    log, handler = logger
+    log.setLevel(logging.INFO)
+    plans: list[HookContext] = []
+    manager = HookManager()
+    manager.register(HookEvent.ON_PLAN_CHANGE, plans.append)
+    # threads fixed, no chunk size: the measured task size is published as a plan change
+    execute(spin, range(200), hooks=[manager, LoggingHook(log)], executor_type="thread",
+            n_jobs=2)
+    assert plans, "the run revised no plan"
+    events = [r.amorsize_event for r in handler.records]  # type: ignore[attr-defined]
+    assert events == ["pre_execute"] + ["on_plan_change"] * len(plans) + ["post_execute"]
+    revised = handler.records[1:-1]
+    for record, ctx in zip(revised, plans, strict=True):
+        assert record.levelno == logging.INFO
+        assert record.amorsize_reason == ctx.metadata["reason"]  # type: ignore[attr-defined]
+        assert record.amorsize_chunksize == ctx.chunksize  # type: ignore[attr-defined]
+        assert record.amorsize_n_jobs == ctx.n_jobs == 2  # type: ignore[attr-defined]
+        assert record.amorsize_executor_type == "thread"  # type: ignore[attr-defined]
+        assert record.getMessage().endswith(ctx.metadata["reason"])
+        assert f"plan revised to thread n_jobs=2 chunksize={ctx.chunksize}" in record.getMessage()
+    ids = {r.amorsize_execution_id for r in handler.records}  # type: ignore[attr-defined]
+    assert len(ids) == 1
+
+
+def test_the_run_record_carries_the_speedups(
+        logger: tuple[logging.Logger, ListHandler]) -> None:
+    log, handler = logger
+    log.setLevel(logging.INFO)
+    ends: list[HookContext] = []
+    manager = HookManager()
+    manager.register(HookEvent.POST_EXECUTE, ends.append)
+    execute(spin, range(100), hooks=[manager, LoggingHook(log)], executor_type="thread",
+            n_jobs=2, chunksize=10)
+    [ctx] = ends
+    post = handler.records[-1]
+    assert post.amorsize_worker_count == ctx.worker_count >= 1  # type: ignore[attr-defined]
+    assert post.amorsize_chunks_completed == 10  # type: ignore[attr-defined]
+    assert post.amorsize_actual_speedup == ctx.actual_speedup  # type: ignore[attr-defined]
+    assert post.amorsize_parallel_efficiency == ctx.parallel_efficiency  # type: ignore[attr-defined]
+    assert post.amorsize_first_estimated_speedup is None  # type: ignore[attr-defined]
