@@ -111,9 +111,10 @@ class RunOptions:
 
     @property
     def automatic(self) -> bool:
-        """No executor fixed: items may run in the calling process (the dry run, and
-        the whole job while it stays serial)."""
-        return self.executor is None and self.executor_type is None
+        """Nothing fixed the executor (n_jobs=1 fixes serial): items may run in the
+        calling process (the dry run, and the whole job while it stays serial), and
+        the run may move to another executor."""
+        return self.executor is None and self.executor_type is None and self.n_jobs != 1
 
 
 def check_run(func: Any, data: Any, options: RunOptions,

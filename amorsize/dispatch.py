@@ -149,7 +149,14 @@ class TaskFlow:
         chunk_id = self.next_chunk_id()
         payload: Any = items
         if pool.kind == "process":
-            payload = pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
+            try:
+                payload = pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as error:
+                bad = _first_unpicklable(items)
+                raise TypeError(
+                    f"worker processes need picklable input items: the item at input "
+                    f"position {start + bad} cannot be pickled ({error}); make the items "
+                    "picklable or use executor_type='thread'") from error
         future = pool.executor.submit(run_task, func, key, chunk_id, payload, budget, step,
                                       pool.kind != "thread", exact)
         self.in_flight[future] = _Task(key, chunk_id, start, items, pool, time.monotonic())
@@ -250,6 +257,15 @@ class TaskFlow:
     def in_flight_items(self) -> int:
         """Items in tasks in flight."""
         return sum(len(task.items) for task in self.in_flight.values())
+
+
+def _first_unpicklable(items: list[Any]) -> int:
+    for index, item in enumerate(items):
+        try:
+            pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            return index
+    return 0
 
 
 def window_for(workers: int, max_in_flight: Optional[int]) -> int:

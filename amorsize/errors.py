@@ -3,9 +3,9 @@
 A function's own exception reaches the caller as its own type whatever the executor:
 `except TheirError:` works for serial, thread and process runs alike. Exceptions that
 plain pickling cannot carry (an `__init__` with two required arguments, an attribute
-holding a lock) are rebuilt by value: same class, same `args`, the attributes that
-could be pickled; only a class that cannot be imported by name becomes a RuntimeError
-naming it.
+holding a lock) are rebuilt by value: same class, same `args`, the same attributes
+(None where a value could not be pickled); only a class that cannot be imported by
+name becomes a RuntimeError naming it.
 """
 
 from __future__ import annotations
@@ -122,7 +122,9 @@ def portable_exception(exc: BaseException) -> Any:
                             "exception class cannot be imported by name, so it was "
                             "not rebuilt)")
     args = tuple(a if _picklable(a) else repr(a) for a in exc.args)
-    state = {k: v for k, v in getattr(exc, "__dict__", {}).items() if _picklable(v)}
+    # Attributes that cannot travel (a lock, a connection) arrive as None.
+    state = {k: (v if _picklable(v) else None)
+             for k, v in getattr(exc, "__dict__", {}).items()}
     return ExceptionByValue(cls, args, state, message)
 
 

@@ -32,8 +32,6 @@ class Lane:
     @property
     def label(self) -> str:
         """The executor type events report: serial, thread, process or external."""
-        if self.pool is not None and not self.pool.owned and self.pool.kind == "external":
-            return "external"
         return self.kind
 
     def capacity_seconds(self, now: float) -> float:
@@ -60,8 +58,7 @@ def open_lane(kind: str, workers: int, func: Callable[[Any], Any],
         return Lane("serial", 1, None, func)
     if options.executor is not None:
         pool = pools.external_pool(options.executor, workers)
-        return Lane(pool.kind if pool.kind != "external" else "external", workers, pool,
-                    task_function(func, "external"))
+        return Lane(pool.kind, workers, pool, task_function(func, pool.kind))
     payload = task_function(func, kind)
     if kind == "thread":
         return Lane("thread", workers, pools.thread_pool(workers), payload)

@@ -163,6 +163,10 @@ def init_worker(parent_pid: int, use_death_signal: bool, cores: int,
                 board: Optional[StartBoard]) -> None:
     """Initializer of every process worker amorsize starts (see the module doc)."""
     global _core_budget, _board, _slot
+    if hasattr(signal, "SIGTERM"):
+        # A forked worker inherits the parent's handlers, among them the one a run
+        # installs to turn SIGTERM into a cancel: a worker must just end.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     first_ppid = os.getppid()
     # Started by the fork server (whose main thread forks, and which ends with its
     # client), or by the parent's main thread: the signal then means what it says.

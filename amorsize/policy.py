@@ -27,7 +27,7 @@ from typing import Optional
 
 from amorsize import costmodel
 from amorsize.measure import cpu_share
-from amorsize.worker import ChunkReport
+from amorsize.worker import SLICES_PER_BUDGET, ChunkReport
 
 GROWTH = 4
 FIRST_TASK_SHARE = 0.25  # with an estimate but no task measured yet: this share of the target
@@ -215,11 +215,12 @@ class TaskSizer:
         return max(1, int(self.target / per_item), smallest)
 
     def first_step(self, costs: ItemCosts) -> int:
-        """Items in a task's first slice: a slice of about budget / 8, or 1."""
+        """Items in a task's first slice (see worker.run_task): about budget /
+        SLICES_PER_BUDGET of work, or 1 before any estimate."""
         per_item = costs.per_item()
         if not self.budget or per_item is None or per_item <= 0:
             return 1
-        return max(1, int(self.budget / 8 / per_item))
+        return max(1, int(self.budget / SLICES_PER_BUDGET / per_item))
 
 
 def review_executor(kind: str, workers: int, costs: ItemCosts, remaining: int,

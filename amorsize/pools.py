@@ -146,12 +146,43 @@ class ManagedPool:
             return
         self.broken = True
         if self.kind == "process":
-            self.executor.shutdown(wait=False, cancel_futures=True)
-            for pid in self.worker_pids():
+            # Kill the workers that started, and let the pool find itself broken
+            # before it is shut down: it then terminates every other worker too (one
+            # still starting, one stuck on a queue lock a killed worker held). Shut
+            # down first, it would wait for those forever.
+            killed = self.worker_pids()
+            for pid in killed:
                 _kill(pid)
-            self.executor.shutdown(wait=True)
+            if killed:
+                _wait_until_broken(self.executor)
+            self.executor.shutdown(wait=True, cancel_futures=True)
         else:
             self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+# How long a process pool may take to notice a killed worker.
+_BROKEN_WAIT_SECONDS = 10.0
+
+
+def _noop() -> None:
+    """A task that does nothing (to ask a pool whether it is broken)."""
+
+
+def _wait_until_broken(executor: Executor) -> None:
+    """Wait until a process pool whose workers were killed says it is broken (its
+    submit() refuses with BrokenProcessPool), at most _BROKEN_WAIT_SECONDS."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    deadline = time.monotonic() + _BROKEN_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            probe = executor.submit(_noop)
+        except BrokenProcessPool:
+            return
+        except RuntimeError:  # already shut down
+            return
+        probe.cancel()
+        time.sleep(0.01)
 
 
 def _alive(pid: int) -> bool:
@@ -199,14 +230,18 @@ def thread_pool(workers: int) -> ManagedPool:
     return ManagedPool(DaemonThreadPool(workers), "thread", workers, owned=True)
 
 
+def executor_kind(executor: Executor) -> str:
+    """"process", "thread", or "external" (any other Executor, e.g. dask's)."""
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+    if isinstance(executor, ProcessPoolExecutor):
+        return "process"
+    if isinstance(executor, (ThreadPoolExecutor, DaemonThreadPool)):
+        return "thread"
+    return "external"
+
+
 def external_pool(executor: Executor, workers: int) -> ManagedPool:
     """The caller's executor (a ProcessPoolExecutor, a ThreadPoolExecutor, dask's
     client.get_executor(), ...): used as it is, never shut down here."""
-    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-
-    kind = "external"
-    if isinstance(executor, ProcessPoolExecutor):
-        kind = "process"
-    elif isinstance(executor, (ThreadPoolExecutor, DaemonThreadPool)):
-        kind = "thread"
-    return ManagedPool(executor, kind, workers, owned=False)
+    return ManagedPool(executor, executor_kind(executor), workers, owned=False)

@@ -147,6 +147,8 @@ class RunPublisher:
             callbacks = hook.callbacks()
             if callbacks:
                 self._callback_observers.append(_CallbackObserver(callbacks))
+        if not (objects or HookEvent.PRE_EXECUTE in self._active):
+            return  # nobody listens: no context at all
         ctx = self._context(
             HookEvent.PRE_EXECUTE, optimization=optimization, pid=os.getpid(),
             metadata={"executor_type": optimization.executor_type,

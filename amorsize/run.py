@@ -25,7 +25,7 @@ from collections.abc import Callable, Generator, Iterable
 from dataclasses import replace
 from typing import Any, Optional
 
-from amorsize import costmodel, policy, system, warm_pool
+from amorsize import costmodel, policy, pools, system, warm_pool
 from amorsize.arguments import RunOptions
 from amorsize.dispatch import InputCursor, TaskFailed, TaskFlow, window_for
 from amorsize.errors import ExecutionCancelled, WorkerTraceback, name_the_item
@@ -103,7 +103,8 @@ class Run:
                 yield results
             status = STATUS_SUCCESS
         except TaskFailed as failed:
-            raise self._task_error(failed.report, publisher) from None
+            error = self._task_error(failed.report, publisher)
+            raise error from error.__cause__
         except GeneratorExit:
             status = STATUS_CANCELLED
             publisher.error(ExecutionCancelled("the consumer stopped reading results"), None,
@@ -176,8 +177,14 @@ class Run:
         workers kept warm for this function), or serial was fixed; None: decide."""
         o = self.options
         kind, workers, reason = None, o.n_jobs, ""
+        warnings: list[str] = []
         if o.executor is not None:
-            kind, workers = "external", o.n_jobs or _executor_workers(o.executor, machine)
+            kind = pools.executor_kind(o.executor)
+            workers = o.n_jobs or _executor_workers(o.executor)
+            if workers is None:
+                workers = machine.cores
+                warnings.append(f"could not ask the executor how many workers it has; "
+                                f"assumed {workers} (pass n_jobs=)")
             reason = "The caller's executor runs every item"
         elif o.executor_type is not None:
             kind, reason = o.executor_type, f"executor_type={o.executor_type!r} was fixed"
@@ -197,7 +204,7 @@ class Run:
             workers = max(1, min(workers, total))
         return OptimizationResult(
             n_jobs=workers, chunksize=o.chunksize or 0, executor_type=kind,
-            estimated_speedup=math.nan, total_items=total,
+            estimated_speedup=math.nan, total_items=total, warnings=warnings,
             reason=f"{reason}; nothing runs in the calling process, and tasks are sized "
                    "from what the workers measure." if kind != "serial" else
                    f"{reason}: every item runs in the calling process.")
@@ -424,12 +431,13 @@ def _move_reason(kind: str, plan: costmodel.Plan, share: Optional[float]) -> str
             "computes")
 
 
-def _executor_workers(executor: Any, machine: costmodel.MachineCosts) -> int:
-    """How many workers a caller's executor has, where it says; else the cores."""
-    count = getattr(executor, "_max_workers", None)  # concurrent.futures: no public way
+def _executor_workers(executor: Any) -> Optional[int]:
+    """How many workers a caller's executor has, where it says (concurrent.futures
+    pools have no public attribute for it), else None."""
+    count = getattr(executor, "_max_workers", None)
     if isinstance(count, int) and count > 0:
         return count
-    return machine.cores
+    return None
 
 
 def _sample_report(sample: Sample, sampled: bool) -> ChunkReport:

@@ -29,8 +29,13 @@ from amorsize import lifeline
 from amorsize.errors import portable_exception
 from amorsize.measure import thread_clock
 
-# A time-boxed task runs its items in slices of about budget / SLICES_PER_BUDGET.
-SLICES_PER_BUDGET = 8
+# A time-boxed task of items estimated dear enough (a first slice of at most
+# PER_ITEM_CHECK_STEP items) looks at the clock after every item: a cost that jumps
+# along the input then overshoots the budget by one item at most, for well under 1 %
+# of such an item's time. Cheaper items run in slices of about budget /
+# SLICES_PER_BUDGET, the clock read between slices.
+PER_ITEM_CHECK_STEP = 2000
+SLICES_PER_BUDGET = 64
 
 _local = threading.local()
 
@@ -163,6 +168,13 @@ def _run_slices(func: Callable[[Any], Any], items: Sequence[Any], budget: float,
         _run_part(func, items, exact, results, failed_at)
         return count
     deadline = time.perf_counter() + budget
+    if step <= PER_ITEM_CHECK_STEP:
+        append, clock = results.append, time.perf_counter
+        for item in items:
+            append(func(item))
+            if clock() >= deadline:
+                break
+        return len(results)
     slice_seconds = budget / SLICES_PER_BUDGET
     done = 0
     while done < count:

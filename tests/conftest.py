@@ -11,6 +11,8 @@ import pytest
 # Helpers multiprocessing starts once per interpreter (spawn/forkserver) and keeps for
 # its lifetime; they are not workers of a run.
 _MULTIPROCESSING_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
+# The headless browser the report tests drive (its renderers start with each page).
+_TEST_HARNESS = ("chromium", "chrome", "playwright")
 
 
 def live_children() -> list[psutil.Process]:
@@ -24,8 +26,11 @@ def live_children() -> list[psutil.Process]:
             command = " ".join(child.cmdline())
         except psutil.NoSuchProcess:
             continue
-        if not any(helper in command for helper in _MULTIPROCESSING_HELPERS):
-            alive.append(child)
+        if any(helper in command for helper in _MULTIPROCESSING_HELPERS):
+            continue
+        if any(name in child.name() for name in _TEST_HARNESS) or "playwright" in command:
+            continue
+        alive.append(child)
     return alive
 
 

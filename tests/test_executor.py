@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 import amorsize.publisher
 from amorsize import (
+    FunctionExitedError,
     Hook,
     HookContext,
     HookEvent,
@@ -62,7 +63,7 @@ class EventLog(Hook):
         self.events: list[HookContext] = []
 
     def callbacks(self) -> Mapping[HookEvent, HookCallback]:
-        """Subscribe to all seven events."""
+        """Subscribe to every event."""
         return {event: self.events.append for event in HookEvent}
 
     def of(self, event: HookEvent) -> list[HookContext]:
@@ -122,7 +123,7 @@ def check_run(log: EventLog, values: list[int], status: str = "success") -> None
     assert names.count("pre_execute") == 1 and names[0] == "pre_execute"
     assert names.count("post_execute") == 1 and names[-1] == "post_execute"
     post = log.of(HookEvent.POST_EXECUTE)[0]
-    assert post.metadata["status"] == status
+    assert post.status == status
     chunks = log.of(HookEvent.ON_CHUNK_COMPLETE)
     if status == "success":
         assert sum(c.chunk_size for c in chunks) == len(values)
@@ -132,7 +133,8 @@ def check_run(log: EventLog, values: list[int], status: str = "success") -> None
     ends = [c.worker_id or 0 for c in log.of(HookEvent.ON_WORKER_END)]
     assert len(starts) == len(set(starts))
     assert sorted(starts) == sorted(ends)
-    assert {c.worker_id for c in chunks} <= set(starts)
+    assert {c.worker_id for c in chunks if not c.sampled} <= set(starts)
+    assert all(c.worker_id is None for c in chunks if c.sampled)
 
 
 # ------------------------------------------------------------------ exactly once, in order
@@ -202,15 +204,13 @@ def test_process_every_item_exactly_once_in_order(
         results = execute(func, data, log, **options)
     assert [x for x, _ in results] == values
     check_run(log, values)
-    # Sampled items ran once here, in the parent; workers got only the rest.
-    sampled = values[:sample_size] if chunksize is None else []
-    assert func.calls == collections.Counter(sampled)
-    worker_items = [x for x, pid in results if pid != PARENT]
-    assert worker_items == values[len(sampled):]
+    # executor_type="process" was asked for: every item ran in a worker, none here.
+    assert func.calls == collections.Counter()
+    assert all(pid != PARENT for _, pid in results)
     chunks = log.of(HookEvent.ON_CHUNK_COMPLETE)
-    worker_chunks = [c for c in chunks if not c.metadata["sampled"]]
-    assert sum(c.chunk_size for c in worker_chunks) == len(values) - len(sampled)
-    assert all(c.metadata["pid"] != PARENT for c in worker_chunks)
+    assert not any(c.sampled for c in chunks)
+    assert sum(c.chunk_size for c in chunks) == len(values)
+    assert all(c.pid != PARENT for c in chunks)
     assert [p.pid for p in live_children() if p.pid not in before] == []  # pool joined
 
 
@@ -251,7 +251,7 @@ def test_caller_executor_is_used_and_left_open(
     check_run(log, list(range(30)))
     pre = log.of(HookEvent.PRE_EXECUTE)[0]
     expected = "thread" if pool_class is ThreadPoolExecutor else "process"
-    assert pre.metadata["executor_type"] == expected
+    assert pre.executor_type == expected
     assert pre.n_jobs == 2
 
 
@@ -284,9 +284,9 @@ def test_foreign_executor_runs_and_warns_about_its_size() -> None:
 def test_execute_iter_reads_ahead_a_bounded_amount(executor_type: str, fixed: bool,
                                                    no_leftover_children: None) -> None:
     read = [0]
-    chunks: list[int] = []
+    sizes: list[int] = []
     hooks = HookManager()
-    hooks.register(HookEvent.PRE_EXECUTE, lambda c: chunks.append(c.chunksize))
+    hooks.register(HookEvent.ON_CHUNK_COMPLETE, lambda c: sizes.append(c.chunk_size))
     sample_size = 4
     stream = execute_iter(
         tag, counting(range(300), read), hooks, executor_type=executor_type,
@@ -301,12 +301,14 @@ def test_execute_iter_reads_ahead_a_bounded_amount(executor_type: str, fixed: bo
         consumed += 1
         ahead = max(ahead, read[0] - consumed)
     assert consumed == 300
-    sampled = 0 if fixed and executor_type != "serial" else sample_size
-    assert ahead <= 2 * chunks[0] + sampled
+    # At most max_in_flight tasks (the largest seen) are read ahead; nothing ran in
+    # this process but the tasks of a serial run (the executor type was fixed).
+    in_flight = 1 if executor_type == "serial" else 2
+    assert ahead <= in_flight * max(sizes)
 
 
 def test_execute_iter_in_process_holds_a_bounded_chunk_of_results() -> None:
-    from amorsize.executor import STREAMING_SERIAL_CHUNK
+    from amorsize.run import STREAMING_SERIAL_CHUNK
 
     total = 3 * STREAMING_SERIAL_CHUNK + 7
     read = [0]
@@ -342,9 +344,9 @@ def test_execute_iter_on_an_unbounded_input_can_be_closed(
     stream.close()  # type: ignore[attr-defined]
     names = log.names()
     assert names[0] == "pre_execute" and names[-1] == "post_execute"
-    assert log.of(HookEvent.POST_EXECUTE)[0].metadata["status"] == "cancelled"
+    assert log.of(HookEvent.POST_EXECUTE)[0].status == "cancelled"
     errors = log.of(HookEvent.ON_ERROR)
-    assert len(errors) == 1 and errors[0].metadata["status"] == "cancelled"
+    assert len(errors) == 1 and errors[0].status == "cancelled"
 
 
 # ------------------------------------------------------------------ events with real data
@@ -359,14 +361,15 @@ def test_process_events_carry_worker_measured_data(no_leftover_children: None) -
     check_run(log, list(range(20)))
     chunks = log.of(HookEvent.ON_CHUNK_COMPLETE)
     assert len(chunks) == 10
-    pids = {c.metadata["pid"] for c in chunks}
+    pids = {c.pid for c in chunks}
     assert PARENT not in pids
     assert pids == {pid for _, pid in results}
     assert len(pids) == 2
     for chunk in chunks:
         assert chunk.chunk_size == 2
         assert chunk.chunk_time >= 2 * nap_seconds  # measured in the worker, around the calls
-        assert chunk.metadata["start_time"] <= chunk.metadata["end_time"]
+        assert chunk.chunk_started_at is not None and chunk.chunk_ended_at is not None
+        assert chunk.chunk_started_at <= chunk.chunk_ended_at
         assert chunk.n_jobs == 2 and chunk.chunksize == 2
     assert [c.items_completed for c in chunks] == list(range(2, 21, 2))
 
@@ -375,8 +378,8 @@ def test_process_events_carry_worker_measured_data(no_leftover_children: None) -
         own = [i for i, c in enumerate(events) if c.event is HookEvent.ON_CHUNK_COMPLETE
                and c.worker_id == start.worker_id]
         assert events.index(start) < own[0]
-        assert {events[i].metadata["pid"] for i in own} == {start.metadata["pid"]}
-        assert start.metadata["worker_started_at"] <= events[own[0]].metadata["start_time"]
+        assert {events[i].pid for i in own} == {start.pid}
+        assert start.metadata["worker_started_at"] <= events[own[0]].chunk_started_at
     assert len(log.of(HookEvent.ON_WORKER_START)) == 2
     last_chunk = max(i for i, c in enumerate(events) if c.event is HookEvent.ON_CHUNK_COMPLETE)
     for end in log.of(HookEvent.ON_WORKER_END):
@@ -390,8 +393,9 @@ def test_process_events_carry_worker_measured_data(no_leftover_children: None) -
 
     pre = log.of(HookEvent.PRE_EXECUTE)[0]
     assert (pre.n_jobs, pre.chunksize, pre.total_items) == (2, 2, 20)
-    assert pre.metadata["executor_type"] == "process"
-    assert pre.metadata["function"] == "tests.workloads:sleepy_tag"
+    assert pre.executor_type == pre.metadata["executor_type"] == "process"
+    assert pre.function == "tests.workloads:sleepy_tag"
+    assert pre.execution_id and all(c.execution_id == pre.execution_id for c in log.events)
     assert {"estimated_speedup", "reason"} <= set(pre.metadata)
 
     progress = log.of(HookEvent.ON_PROGRESS)
@@ -406,8 +410,9 @@ def test_process_events_carry_worker_measured_data(no_leftover_children: None) -
     assert post.elapsed_time > 0 and post.throughput_items_per_sec > 0
     for key in ("executor_type", "estimated_speedup", "actual_speedup", "parallel_efficiency"):
         assert key in post.metadata
-    assert post.metadata["actual_speedup"] > 0
-    assert post.metadata["parallel_efficiency"] > 0
+    assert post.actual_speedup is not None and post.actual_speedup > 0
+    assert post.parallel_efficiency is not None and post.parallel_efficiency > 0
+    assert (post.items_completed, post.items_remaining, post.percent_complete) == (20, 0, 100.0)
 
 
 def test_progress_is_throttled_with_a_final_event() -> None:
@@ -438,14 +443,14 @@ def test_serial_path_fires_the_same_events_as_worker_0(chunksize: Optional[int])
                       progress_interval=0)
     assert results == [(x, PARENT) for x in range(20)]
     check_run(log, list(range(20)))
-    assert {e.value for e in HookEvent} - {"on_error"} == set(log.names())
+    assert {e.value for e in HookEvent} - {"on_error", "on_plan_change"} == set(log.names())
     worker_events = [c for c in log.events if c.event in (
         HookEvent.ON_WORKER_START, HookEvent.ON_CHUNK_COMPLETE, HookEvent.ON_WORKER_END)]
     assert {c.worker_id for c in worker_events} == {0}
-    assert {c.metadata["pid"] for c in worker_events} == {PARENT}
+    assert {c.pid for c in worker_events} == {PARENT}
     assert len(log.of(HookEvent.ON_WORKER_START)) == 1
     assert len(log.of(HookEvent.ON_WORKER_END)) == 1
-    assert log.of(HookEvent.PRE_EXECUTE)[0].metadata["executor_type"] == "serial"
+    assert log.of(HookEvent.PRE_EXECUTE)[0].executor_type == "serial"
 
 
 def test_thread_workers_are_told_apart() -> None:
@@ -453,7 +458,7 @@ def test_thread_workers_are_told_apart() -> None:
     log = EventLog()
     execute(nap, range(40), log, executor_type="thread", n_jobs=4, chunksize=2)
     check_run(log, list(range(40)))
-    chunk_pids = {c.metadata["pid"] for c in log.of(HookEvent.ON_CHUNK_COMPLETE)}
+    chunk_pids = {c.pid for c in log.of(HookEvent.ON_CHUNK_COMPLETE)}
     assert chunk_pids == {PARENT}
     starts = log.of(HookEvent.ON_WORKER_START)
     assert len({c.metadata["worker_key"] for c in starts}) >= 2
@@ -543,7 +548,7 @@ def test_function_error_reraised_with_worker_traceback(executor_type: str,
     assert errors[0].error_traceback is not None
     assert "raise_on_13" in errors[0].error_traceback
     assert errors[0].chunk_id == 4  # items 12, 13, 14
-    assert errors[0].metadata["status"] == "error"
+    assert errors[0].status == "error" and errors[0].error_type == "Boom"
     assert 4 not in [c.chunk_id for c in log.of(HookEvent.ON_CHUNK_COMPLETE)]
     assert log.of(HookEvent.ON_PROGRESS) == [] or log.of(
         HookEvent.ON_PROGRESS)[-1].items_completed < 40
@@ -610,7 +615,7 @@ def test_max_tasks_per_child_reports_every_chunk(no_leftover_children: None) -> 
     check_run(log, list(range(8)))
     chunks = log.of(HookEvent.ON_CHUNK_COMPLETE)
     assert len(chunks) == 4
-    pids = [c.metadata["pid"] for c in chunks]
+    pids = [c.pid for c in chunks]
     assert len(set(pids)) == 4 and PARENT not in pids
     assert len(log.of(HookEvent.ON_WORKER_START)) == 4
     assert len(log.of(HookEvent.ON_WORKER_END)) == 4
@@ -626,11 +631,11 @@ INTERRUPTED_CHILD = textwrap.dedent(
     signal.signal(signal.SIGINT, signal.default_int_handler)
     hooks = HookManager()
     hooks.register(HookEvent.ON_WORKER_START,
-                   lambda c: print("WORKER", c.metadata["pid"], flush=True))
+                   lambda c: print("WORKER", c.pid, flush=True))
     hooks.register(HookEvent.ON_ERROR,
                    lambda c: print("ERROR", type(c.error).__name__, flush=True))
     hooks.register(HookEvent.POST_EXECUTE,
-                   lambda c: print("POST", c.metadata["status"], flush=True))
+                   lambda c: print("POST", c.status, flush=True))
     execute(nap, range(1_000_000), hooks, executor_type="process", n_jobs=2, chunksize=1)
     print("FINISHED", flush=True)
     """
@@ -688,32 +693,38 @@ def test_keyboard_interrupt_stops_every_worker(whole_group: bool,
 
 
 @pytest.mark.timeout(60)
-def test_sys_exit_in_a_worker_is_the_function_failing(no_leftover_children: None) -> None:
+@pytest.mark.parametrize("executor_type", ["serial", "thread", "process"])
+def test_sys_exit_in_the_function_is_an_error_naming_the_item(
+        executor_type: str, no_leftover_children: None) -> None:
     log = EventLog()
-    with pytest.raises(SystemExit) as caught:
-        execute(exit_3_on_13, range(40), log, executor_type="process", n_jobs=2, chunksize=3)
-    assert caught.value.args == (3,)  # .code is lost if tblib (dask) pickles it
-    assert isinstance(caught.value.__cause__, WorkerTraceback)
-    assert "exit_3_on_13" in caught.value.__cause__.traceback_text
+    with pytest.raises(FunctionExitedError, match="sys.exit.3. on the item at input "
+                       "position 13") as caught:
+        execute(exit_3_on_13, range(40), log, executor_type=executor_type,
+                n_jobs=None if executor_type == "serial" else 2, chunksize=3)
+    assert caught.value.code == 3 and caught.value.position == 13
+    if executor_type == "process":
+        assert isinstance(caught.value.__cause__, WorkerTraceback)
+        assert "exit_3_on_13" in caught.value.__cause__.traceback_text
     check_run(log, [], status="error")
     assert len(log.of(HookEvent.ON_ERROR)) == 1
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("executor_type", ["thread", "process"])
-def test_unpicklable_exception(executor_type: str, no_leftover_children: None) -> None:
+@pytest.mark.parametrize("executor_type", ["serial", "thread", "process"])
+def test_an_exception_that_cannot_be_pickled_keeps_its_type(
+        executor_type: str, no_leftover_children: None) -> None:
     log = EventLog()
-    with pytest.raises(Exception, match="item 13 holds a lock") as caught:
+    with pytest.raises(LockedError, match="item 13 holds a lock") as caught:
         execute(raise_unpicklable_on_13, range(40), log, executor_type=executor_type,
-                n_jobs=2, chunksize=3)
-    if executor_type == "thread":  # same memory: the original object
-        assert isinstance(caught.value, LockedError) and caught.value.lock is not None
-    else:
-        assert type(caught.value) is RuntimeError
-        assert "LockedError" in str(caught.value)
+                n_jobs=None if executor_type == "serial" else 2, chunksize=3)
+    if executor_type == "process":  # rebuilt by value: the lock could not travel
+        assert caught.value.lock is None
         assert isinstance(caught.value.__cause__, WorkerTraceback)
+    else:  # same memory: the original object
+        assert caught.value.lock is not None
     check_run(log, [], status="error")
-    assert len(log.of(HookEvent.ON_ERROR)) == 1
+    errors = log.of(HookEvent.ON_ERROR)
+    assert len(errors) == 1 and errors[0].error_type == "LockedError"
 
 
 def test_interrupt_while_sampling_is_reported_as_cancelled() -> None:
