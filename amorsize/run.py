@@ -432,12 +432,29 @@ def _move_reason(kind: str, plan: costmodel.Plan, share: Optional[float]) -> str
 
 
 def _executor_workers(executor: Any) -> Optional[int]:
-    """How many workers a caller's executor has, where it says (concurrent.futures
-    pools have no public attribute for it), else None."""
+    """How many workers a caller's executor has, where it can tell, else None.
+
+    concurrent.futures pools have no public attribute for it (their `_max_workers` is
+    read); a dask.distributed executor is asked through one task that reads the
+    cluster's thread count where it runs (dask's executor has no public client).
+    """
     count = getattr(executor, "_max_workers", None)
     if isinstance(count, int) and count > 0:
         return count
+    if type(executor).__module__.startswith("distributed"):
+        try:
+            threads = executor.submit(_dask_cluster_threads).result(timeout=30)
+        except Exception:
+            return None
+        return threads if isinstance(threads, int) and threads > 0 else None
     return None
+
+
+def _dask_cluster_threads() -> int:
+    """Run on a dask worker: the cluster's worker threads."""
+    from distributed import get_client
+
+    return max(1, sum(get_client().nthreads().values()))
 
 
 def _sample_report(sample: Sample, sampled: bool) -> ChunkReport:

@@ -106,7 +106,8 @@ class Sample:
                          sum(m.run_delay for m in timed)) if timed else 1.0
 
     def _mean(self, attribute: str) -> float:
-        values = [getattr(m, attribute) for m in self.measurements]
+        # Pickling is timed per item too; the first one in a process runs cold.
+        values = [getattr(m, attribute) for m in self._timed()]
         present = [v for v in values if v is not None]
         return sum(present) / len(present) if present else 0.0
 

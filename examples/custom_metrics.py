@@ -44,12 +44,12 @@ class ChunkStats(Hook):
     def on_end(self, ctx: HookContext) -> None:
         """Keep the run's totals."""
         self.summary = {
-            "status": ctx.metadata["status"],
+            "status": ctx.status,
             "items": ctx.items_completed,
             "wall seconds": round(ctx.elapsed_time, 3),
             "throughput (items/s)": round(ctx.throughput_items_per_sec, 1),
-            "actual speedup": round(ctx.metadata["actual_speedup"], 2),
-            "parallel efficiency": round(ctx.metadata["parallel_efficiency"], 2),
+            "actual speedup": round(ctx.actual_speedup, 2),
+            "parallel efficiency": round(ctx.parallel_efficiency, 2),
         }
 
     def report(self) -> str:

@@ -36,7 +36,7 @@ def process_or_error(n: int) -> Union[int, str]:
 def alert(ctx: HookContext) -> None:
     """An ON_ERROR hook: where you would page someone or post to a channel."""
     last_line = (ctx.error_traceback or "").strip().splitlines()[-1:] or ["?"]
-    print(f"ALERT {ctx.metadata['function']} {ctx.metadata['status']}: "
+    print(f"ALERT {ctx.function} {ctx.status}: "
           f"{type(ctx.error).__name__} in chunk {ctx.chunk_id} "
           f"after {ctx.items_completed} items; worker said: {last_line[0]}")
 
@@ -48,7 +48,7 @@ def main() -> None:
     hooks.register(HookEvent.ON_ERROR, alert)
     hooks.register(
         HookEvent.POST_EXECUTE,
-        lambda ctx: print(f"run ended: status={ctx.metadata['status']}"),
+        lambda ctx: print(f"run ended: status={ctx.status}"),
     )
     hooks.add(LoggingHook(level=logging.WARNING))
 

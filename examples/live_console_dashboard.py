@@ -48,7 +48,7 @@ class ConsoleDashboard(Hook):
 
     def on_start(self, ctx: HookContext) -> None:
         """Show the decision."""
-        self.header = (f"{ctx.metadata['function']}  {ctx.metadata['executor_type']} "
+        self.header = (f"{ctx.function}  {ctx.executor_type} "
                        f"x{ctx.n_jobs}  chunksize {ctx.chunksize}")
 
     def on_chunk(self, ctx: HookContext) -> None:
@@ -71,9 +71,9 @@ class ConsoleDashboard(Hook):
 
     def on_end(self, ctx: HookContext) -> None:
         """Last line: the outcome."""
-        self.out.write(f"{ctx.metadata['status']}: speedup "
-                       f"{ctx.metadata['actual_speedup']:.2f}x, efficiency "
-                       f"{ctx.metadata['parallel_efficiency']:.0%}\n")
+        self.out.write(f"{ctx.status}: speedup "
+                       f"{ctx.actual_speedup:.2f}x, efficiency "
+                       f"{ctx.parallel_efficiency:.0%}\n")
 
     def draw(self) -> None:
         """Render the dashboard (in place on a terminal)."""

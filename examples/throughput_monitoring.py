@@ -50,7 +50,7 @@ def main() -> None:
     hooks.register(
         HookEvent.POST_EXECUTE,
         lambda ctx: print(f"final: {ctx.throughput_items_per_sec:.0f} items/s over "
-                          f"{ctx.elapsed_time:.2f} s, {ctx.metadata['worker_count']} workers"),
+                          f"{ctx.elapsed_time:.2f} s, {ctx.worker_count} workers"),
     )
     execute(lookup, range(1200), hooks, n_jobs=4, progress_interval=0.25)
     print(f"slowdown warnings: {detector.warnings}")

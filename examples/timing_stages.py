@@ -42,8 +42,8 @@ class StageTimer:
     def on_start(self, ctx: HookContext) -> None:
         """Remember the decision."""
         self._current = {
-            "function": ctx.metadata["function"],
-            "executor": ctx.metadata["executor_type"],
+            "function": ctx.function,
+            "executor": ctx.executor_type,
             "n_jobs": ctx.n_jobs,
             "optimize s": ctx.metadata["optimization_seconds"],
         }

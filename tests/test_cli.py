@@ -105,7 +105,7 @@ def test_optimize_data_json(jobs: str, capsys: pytest.CaptureFixture[str]) -> No
     assert decision["executor_type"] in ("serial", "thread", "process")
     assert decision["n_jobs"] >= 1 and decision["chunksize"] >= 1
     assert isinstance(decision["reason"], str) and decision["reason"]
-    assert decision["figures"]["sampled items"] == 5
+    assert decision["figures"]["sampled_items"] >= 1
 
 
 def test_execute_writes_results_to_output_file(

@@ -16,7 +16,9 @@ from amorsize.hooks import (
     HookContext,
     HookEvent,
     HookManager,
-    as_hook_manager,
+    RunHooks,
+    RunObserver,
+    as_run_hooks,
     create_error_hook,
     create_progress_hook,
     create_throughput_hook,
@@ -31,6 +33,7 @@ ALL_VALUES = {
     "on_chunk_complete",
     "on_error",
     "on_progress",
+    "on_plan_change",
 }
 
 
@@ -296,21 +299,28 @@ def test_concurrent_register_unregister_and_trigger_keep_consistent_counts() -> 
         return callback
 
     kept = [make_callback() for _ in range(8)]
+    failures: list[BaseException] = []  # an assert in a thread would only warn
 
     def worker(index: int) -> None:
-        start.wait()
-        manager.register(HookEvent.ON_PROGRESS, kept[index])
-        for _ in range(200):
-            temporary = make_callback()
-            manager.register(HookEvent.ON_PROGRESS, temporary)
-            manager.trigger(ctx(HookEvent.ON_PROGRESS))
-            assert manager.unregister(HookEvent.ON_PROGRESS, temporary)
+        try:
+            start.wait()
+            manager.register(HookEvent.ON_PROGRESS, kept[index])
+            for _ in range(200):
+                temporary = make_callback()
+                manager.register(HookEvent.ON_PROGRESS, temporary)
+                manager.trigger(ctx(HookEvent.ON_PROGRESS))
+                if not manager.unregister(HookEvent.ON_PROGRESS, temporary):
+                    raise AssertionError("a registered callback was not found")
+        except BaseException as failure:
+            failures.append(failure)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=30)
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert failures == []
     assert manager.get_hook_count(HookEvent.ON_PROGRESS) == 8
     stats = manager.get_stats()
     assert stats["call_counts"]["on_progress"] == calls[0]
@@ -359,24 +369,23 @@ def test_base_hook_subscribes_to_nothing() -> None:
     assert not manager.active_events()
 
 
-# ------------------------------------------------------------------ as_hook_manager
+# ------------------------------------------------------------------ what a run publishes to
 
 
-def test_as_hook_manager_normalises() -> None:
-    assert as_hook_manager(None) is None
-    assert as_hook_manager([]) is None
+def test_as_run_hooks_normalises_without_changing_a_manager() -> None:
+    assert not as_run_hooks(None) and not as_run_hooks([])
     manager = HookManager()
-    assert as_hook_manager(manager) is manager
+    assert as_run_hooks(manager) == RunHooks(managers=(manager,))
     hook = TwoEventHook()
-    single = as_hook_manager(hook)
-    assert isinstance(single, HookManager) and single.has_hooks(HookEvent.PRE_EXECUTE)
-    assert hook.managers == [single]
+    assert as_run_hooks(hook) == RunHooks(hooks=(hook,))
     first, second = TwoEventHook(), TwoEventHook()
-    listed = as_hook_manager([first, second])
-    assert listed is not None and listed.get_hook_count(HookEvent.POST_EXECUTE) == 2
-    mixed = as_hook_manager((first, manager))
-    assert mixed is manager
-    assert manager.get_hook_count(HookEvent.PRE_EXECUTE) == 1
+    mixed = as_run_hooks([first, manager, second, first])
+    assert mixed.managers == (manager,) and mixed.hooks == (first, second)
+    # The caller's manager is not touched: the listed hooks serve this run alone.
+    assert not manager.active_events() and manager.hook_objects() == ()
+    assert first.managers == []
+    two = HookManager()
+    assert as_run_hooks([manager, two]).managers == (manager, two)
 
 
 @pytest.mark.parametrize(
@@ -385,14 +394,94 @@ def test_as_hook_manager_normalises() -> None:
         ("pre_execute", "hooks must be"),
         (42, "hooks must be"),
         (Recorder(), "hooks must be"),
-        ([HookManager(), HookManager()], "at most one HookManager"),
         ([TwoEventHook(), 42], "each entry of hooks"),
         ([lambda ctx: None], "each entry of hooks"),
     ],
 )
-def test_as_hook_manager_type_errors(hooks: Any, message: str) -> None:
+def test_as_run_hooks_type_errors(hooks: Any, message: str) -> None:
     with pytest.raises(TypeError, match=message):
-        as_hook_manager(hooks)
+        as_run_hooks(hooks)
+
+
+class CountingObserver(RunObserver):
+    """Counts the chunks of one run."""
+
+    def __init__(self) -> None:
+        self.chunks = 0
+        self.ended = False
+
+    def on_chunk_complete(self, ctx: HookContext) -> None:
+        self.chunks += 1
+
+    def on_post_execute(self, ctx: HookContext) -> None:
+        self.ended = True
+
+
+class PerRun(Hook):
+    """A run-scoped integration: one observer per run, no per-run dictionary."""
+
+    def __init__(self) -> None:
+        self.observers: list[CountingObserver] = []
+
+    def start_run(self, ctx: HookContext) -> RunObserver:
+        observer = CountingObserver()
+        self.observers.append(observer)
+        return observer
+
+
+def test_observed_events_are_the_overridden_methods() -> None:
+    from amorsize.hooks import observed_events
+
+    assert observed_events(RunObserver()) == frozenset()
+    assert observed_events(CountingObserver()) == {HookEvent.ON_CHUNK_COMPLETE,
+                                                   HookEvent.POST_EXECUTE}
+
+
+def test_each_run_gets_its_own_observer() -> None:
+    from amorsize import execute
+
+    hook = PerRun()
+    manager = HookManager()
+    manager.add(hook)
+    execute(abs, range(30), manager, executor_type="serial", chunksize=10)
+    execute(abs, range(20), [hook], executor_type="serial", chunksize=10)
+    assert [(o.chunks, o.ended) for o in hook.observers] == [(3, True), (2, True)]
+
+
+def test_a_raising_observer_is_counted_process_wide_and_isolated(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from amorsize import execute
+    from amorsize.hooks import hook_error_counts
+
+    class Broken(RunObserver):
+        def on_chunk_complete(self, ctx: HookContext) -> None:
+            raise RuntimeError("observer bug")
+
+    class BrokenHook(Hook):
+        def start_run(self, ctx: HookContext) -> RunObserver:
+            return Broken()
+
+    before = hook_error_counts()["on_chunk_complete"]
+    with caplog.at_level(logging.ERROR, logger="amorsize.hooks"):
+        assert execute(abs, range(-5, 5), BrokenHook(), executor_type="serial",
+                       chunksize=5) == [abs(x) for x in range(-5, 5)]
+    assert hook_error_counts()["on_chunk_complete"] == before + 2
+    assert "observer bug" in caplog.text
+
+
+def test_trigger_takes_the_event_separately_too() -> None:
+    manager = HookManager()
+    seen = Recorder()
+    manager.register(HookEvent.ON_PROGRESS, seen)
+    context = ctx(HookEvent.POST_EXECUTE, n_jobs=8)
+    manager.trigger(HookEvent.ON_PROGRESS, context)  # the event wins over ctx.event
+    assert [c.event for c in seen.seen] == [HookEvent.ON_PROGRESS]
+    with pytest.raises(TypeError, match="HookEvent or HookContext"):
+        manager.trigger("on_progress")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="must be None"):
+        manager.trigger(ctx(), ctx())
+    with pytest.raises(ValueError, match="must be provided"):
+        manager.trigger(HookEvent.ON_PROGRESS)
 
 
 # ------------------------------------------------------------------ helper factories

@@ -11,12 +11,19 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Iterator
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 
-from amorsize.sampling import TRACE_BELOW_SECONDS, ItemMeasurement, known_length, take_sample
-from tests.workloads import Boom, raise_on_13, square
+from amorsize.measure import run_delay_known
+from amorsize.sampling import (
+    SAMPLE_BUDGET_SECONDS,
+    SLOW_ITEM_SECONDS,
+    TRACE_BELOW_SECONDS,
+    known_length,
+    take_sample,
+)
+from tests.workloads import Boom, square
 
 
 class CallCounter:
@@ -102,11 +109,19 @@ def test_empty_input() -> None:
     assert sample.total_items == 0
     assert sample.mean_item_seconds == 0.0
     assert sample.item_seconds_cv == 0.0
-    assert sample.mean_pickle_seconds == 0.0
+    workload = sample.workload(10)
+    assert workload.parent_ipc_seconds == 0.0 and workload.transfer_bytes == 0.0
+
+
+def fast_raise_on_13(x: int) -> int:
+    """Fail on item 13, at once (a slow item would end the sample first)."""
+    if x == 13:
+        raise Boom(f"item {x} is unlucky")
+    return x
 
 
 def test_function_error_stops_the_sample_and_is_kept() -> None:
-    sample = take_sample(raise_on_13, [11, 12, 13, 14, 15], 5)
+    sample = take_sample(fast_raise_on_13, [11, 12, 13, 14, 15], 5)
     assert sample.results == [11, 12]
     assert isinstance(sample.error, Boom)
     assert sample.error_traceback is not None
@@ -114,8 +129,16 @@ def test_function_error_stops_the_sample_and_is_kept() -> None:
     assert "Boom" in sample.error_traceback
 
 
+def test_sys_exit_in_the_function_is_kept_as_its_error() -> None:
+    def exits(x: int) -> int:
+        sys.exit(4)
+
+    sample = take_sample(exits, [1, 2], 5)
+    assert isinstance(sample.error, SystemExit) and sample.results == []
+
+
 def test_tracemalloc_is_stopped_after_an_error_on_the_first_item() -> None:
-    take_sample(raise_on_13, [13, 1], 5)
+    take_sample(fast_raise_on_13, [13, 1], 5)
     assert not tracemalloc.is_tracing()
 
 
@@ -151,10 +174,9 @@ def test_pickled_sizes_are_measured() -> None:
     sample = take_sample(len, items, 3)
     expected_input = len(pickle.dumps(items[0], protocol=pickle.HIGHEST_PROTOCOL))
     expected_result = len(pickle.dumps(1000, protocol=pickle.HIGHEST_PROTOCOL))
-    assert sample.mean_input_bytes == expected_input
-    assert sample.mean_result_bytes == expected_result
-    assert sample.mean_pickle_seconds > 0
-    assert sample.batch_pickle_seconds is not None
+    workload = sample.workload(3)
+    assert workload.transfer_bytes == expected_input + expected_result
+    assert workload.parent_ipc_seconds > 0
 
 
 BIG = 64 * 1024 * 1024  # above glibc's largest mmap threshold: always fresh pages
@@ -178,7 +200,8 @@ def _sample_in_fresh_process(pause: float, prior_peak: bool = False) -> tuple[st
             return len(block) + x
         sample = take_sample(allocate, range(3), 3)
         after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        print(sample.traced_index, sample.peak_memory_bytes, before <= after)
+        traced = [i for i, m in enumerate(sample.measurements) if m.traced]
+        print(traced[0] if traced else None, sample.peak_memory_bytes, before <= after)
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          check=True, timeout=60).stdout.split()
@@ -204,31 +227,73 @@ def test_sampling_leaves_the_callers_peak_memory_reading_alone() -> None:
 
 def test_a_fast_call_is_traced_once_and_left_out_of_the_timing() -> None:
     sample = take_sample(square, range(5), 5)
-    if sample.measurements[0].wall_seconds < TRACE_BELOW_SECONDS:
-        assert sample.traced_index == 1
-    walls = [m.wall_seconds for i, m in enumerate(sample.measurements)
-             if i not in (0, sample.traced_index)]
-    assert sample.mean_item_seconds == pytest.approx(sum(walls) / len(walls))
+    traced = [i for i, m in enumerate(sample.measurements) if m.traced]
+    expected = [1] if sample.measurements[0].wall_seconds < TRACE_BELOW_SECONDS else []
+    assert traced == expected
+    timed = [m for i, m in enumerate(sample.measurements) if i != 0 and not m.traced]
+    assert sample.mean_item_seconds == pytest.approx(
+        sum(m.wall_seconds - m.run_delay for m in timed) / len(timed))
 
 
-def test_sleeping_function_has_a_low_cpu_ratio() -> None:
+def test_sleeping_function_has_a_low_cpu_share() -> None:
     def wait(x: int) -> int:
         time.sleep(0.02)
         return x
 
     sample = take_sample(wait, range(4), 4)
-    assert sample.cpu_ratio < 0.5
+    assert sample.cpu_share < 0.5
     assert sample.mean_item_seconds > 0
+
+
+def spin_for(seconds: float) -> int:
+    """Compute (never wait) for `seconds` of this thread's CPU time."""
+    end = time.thread_time() + seconds
+    total = 0
+    while time.thread_time() < end:
+        total += 1
+    return total
+
+
+@pytest.mark.skipif(not run_delay_known(), reason="needs Linux schedstat")
+def test_a_computing_function_reads_as_computing_on_a_busy_machine() -> None:
+    import os
+
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            for _ in range(2 * (os.cpu_count() or 1))]
+    try:
+        sample = take_sample(lambda x: spin_for(0.003), range(4), 4)
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    # The time it waited for a CPU is left out: it still reads as computing.
+    assert sample.cpu_share > 0.6
+    assert sample.run_delay >= 0
+
+
+def test_a_slow_item_ends_the_sample_once_one_after_the_first_was_timed() -> None:
+    read = [0]
+    sample = take_sample(lambda x: spin_for(2 * SLOW_ITEM_SECONDS), counting(20, read), 5)
+    assert len(sample.results) == 2 and read[0] == 2
+    assert list(sample.remaining_data()) == list(range(20))
+
+
+def test_the_sample_ends_when_its_items_took_the_budget() -> None:
+    per_item = SAMPLE_BUDGET_SECONDS / 3
+    sample = take_sample(lambda x: spin_for(per_item), range(100), 50)
+    assert 2 <= len(sample.results) < 50
 
 
 def test_statistics_exclude_the_first_item_when_there_are_others() -> None:
     sample = take_sample(square, range(5), 5)
-    walls = [m.wall_seconds for m in sample.measurements]
-    timed = [w for i, w in enumerate(walls) if i not in (0, sample.traced_index)]
-    assert sample.mean_item_seconds == pytest.approx(sum(timed) / len(timed))
-    assert sample.compute_seconds == pytest.approx(sum(walls))
+    timed = [m for i, m in enumerate(sample.measurements) if i != 0 and not m.traced]
+    assert sample.mean_item_seconds == pytest.approx(
+        sum(m.wall_seconds - m.run_delay for m in timed) / len(timed))
+    assert sample.compute_seconds == pytest.approx(
+        sum(m.wall_seconds for m in sample.measurements))
     single = take_sample(square, [7], 5)
-    assert single.mean_item_seconds == single.measurements[0].wall_seconds
+    only = single.measurements[0]
+    assert single.mean_item_seconds == pytest.approx(only.wall_seconds - only.run_delay)
     assert single.item_seconds_cv == 0.0
 
 
@@ -241,7 +306,6 @@ def test_picklability_flags() -> None:
     returns_lock = take_sample(lambda x: threading.Lock(), range(2), 2)
     assert returns_lock.items_picklable
     assert not returns_lock.results_picklable
-    assert returns_lock.batch_pickle_seconds is None
 
 
 def test_result_that_cannot_be_unpickled_is_not_picklable() -> None:
@@ -252,55 +316,11 @@ def test_result_that_cannot_be_unpickled_is_not_picklable() -> None:
 
 
 def test_known_length() -> None:
+    with pytest.raises(ValueError, match="data has more items than Python can index"):
+        known_length(range(10**19))
     assert known_length([1, 2, 3]) == 3
     assert known_length(range(10)) == 10
     assert known_length({"a": 1}) == 1
     assert known_length(iter([1, 2])) is None
     assert known_length(x for x in range(3)) is None
     assert known_length(itertools.count()) is None
-
-
-def test_enough_ends_the_sample_early_and_leaves_the_rest_unread() -> None:
-    read = [0]
-    asked: list[tuple[int, Optional[int]]] = []
-
-    def enough(measurements: list[ItemMeasurement], total: Optional[int]) -> bool:
-        asked.append((len(measurements), total))
-        return len(measurements) >= 2
-
-    sample = take_sample(square, counting(20, read), 5, enough)
-    assert sample.results == [0, 1]
-    assert read[0] == 2  # the third item was never read
-    assert asked == [(1, None), (2, None)]
-    assert list(sample.remaining_data()) == list(range(20))
-
-
-def test_enough_is_not_asked_after_the_last_item_and_sees_the_traced_one() -> None:
-    seen: list[list[bool]] = []
-    sample = take_sample(square, [1, 2, 3], 3,
-                         lambda measurements, total: bool(
-                             seen.append([m.traced for m in measurements])))
-    assert sample.results == [1, 4, 9]
-    assert seen == [[False], [False, True]]  # fast items: the second runs traced
-
-
-def test_batch_pickling_of_small_items_is_not_inflated_by_a_cold_first_pickle(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import amorsize.sampling as sampling
-
-    real_dumps = pickle.dumps
-    calls = [0]
-
-    def cold_then_warm(value: Any, protocol: Optional[int] = None) -> bytes:
-        calls[0] += 1
-        if calls[0] == 1:
-            time.sleep(0.001)  # the first pickling of a process, running cold
-        return real_dumps(value, protocol=protocol)
-
-    monkeypatch.setattr(sampling.pickle, "dumps", cold_then_warm)
-    # However slow the sleep makes the first timing, the batch counts as cheap here.
-    monkeypatch.setattr(sampling, "BATCH_RETIME_BUDGET", 1.0)
-    per_item = sampling._batch_pickle_seconds([1, 2, 3, 4, 5], [1, 4, 9, 16, 25])
-    assert calls[0] > 2  # timed again
-    assert per_item < 0.0001  # the cold millisecond / 5 items would be 0.0002

@@ -126,17 +126,36 @@ def test_physical_cores_and_start_method() -> None:
 # ------------------------------------------------------------------ measured costs
 
 
-def test_process_costs_are_measured_once_and_cached() -> None:
-    costs = system.process_costs()
-    assert costs is system.process_costs()
-    assert costs.start_method == system.start_method()
-    assert costs.worker_start > 0
-    assert costs.task_roundtrip > 0
-    assert costs.ipc_seconds_per_byte >= 0
+def test_process_start_is_assumed_until_measured_and_keeps_the_smallest(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(system, "_measured_start", {})
+    assumed = system.process_start_seconds("spawn")
+    assert assumed == system.ASSUMED_PROCESS_START["spawn"]
+    system.note_process_start("spawn", 0.05)
+    system.note_process_start("spawn", 0.2)  # a busy moment: slower, not kept
+    system.note_process_start("spawn", float("nan"))
+    assert system.process_start_seconds("spawn") == 0.05
+    assert system.process_start_seconds("fork") == system.ASSUMED_PROCESS_START["fork"]
 
 
-def test_thread_costs_are_measured_once_and_cached() -> None:
-    costs = system.thread_costs()
-    assert costs is system.thread_costs()
-    assert costs.worker_start > 0
-    assert costs.task_roundtrip > 0
+def test_machine_costs_carry_the_limits() -> None:
+    costs = system.machine_costs()
+    assert costs.cores == system.usable_cores()
+    assert costs.available_memory > 0
+    assert costs.process_start > 0 and costs.gil == system.gil_enabled()
+
+
+def test_available_memory_matches_psutil_where_meminfo_is_read() -> None:
+    import psutil
+
+    ours = system.available_memory()
+    theirs = psutil.virtual_memory().available
+    assert 0 < ours <= 2 * theirs and theirs <= 2 * ours  # same figure, read apart
+
+
+def test_a_worker_process_uses_its_share_of_the_cores(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from amorsize import lifeline
+
+    monkeypatch.setattr(lifeline, "_core_budget", 1)
+    assert system.usable_cores() == 1

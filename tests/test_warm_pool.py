@@ -88,19 +88,25 @@ def test_bad_keep_workers_arguments_fail_at_the_call() -> None:
         execute(tag, range(3), keep_workers=True, max_tasks_per_child=1)
 
 
-def test_a_repeated_decided_run_starts_no_workers_besides_the_kept_ones(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from amorsize.probe_pool import ProbePool
-
-    first = execute(tag_heavy, range(120), keep_workers=True)
+def test_a_repeated_automatic_run_runs_every_item_on_the_kept_workers() -> None:
+    first = _run(tag_heavy, items=20)
     kept = {p.pid for p in live_children()}
     assert _worker_pids(first) and _worker_pids(first) <= kept
-    started: list[int] = []
-    original_start = ProbePool.start
-    monkeypatch.setattr(ProbePool, "start",
-                        lambda self: started.append(1) or original_start(self))
-    second = execute(tag_heavy, range(120), keep_workers=True)
-    assert [x for x, _ in second] == list(range(120))
-    assert not started  # no early pool beside the warm one
-    assert _worker_pids(second) <= kept
+    second = execute(tag_heavy, range(30), keep_workers=True)  # nothing fixed
+    assert [x for x, _ in second] == list(range(30))
+    assert {pid for _, pid in second} <= kept  # none here, in the calling process
+    assert {p.pid for p in live_children()} == kept  # and no other worker started
+
+
+def test_one_call_never_mixes_the_module_state_of_two_processes() -> None:
+    from tests import workloads
+
+    assert execute(workloads.scaled, range(200), executor_type="process", n_jobs=2,
+                   keep_workers=True)[:3] == [0, 2, 4]
+    workloads.SETTINGS["factor"] = 3  # the kept workers still hold 2
+    try:
+        results = execute(workloads.scaled, range(1, 401), keep_workers=True)
+    finally:
+        workloads.SETTINGS["factor"] = 2
+    factors = {result // x for x, result in zip(range(1, 401), results, strict=True)}
+    assert len(factors) == 1  # all from the workers' copy (or all from here), not both

@@ -112,3 +112,11 @@ def raise_unpicklable_on_13(x: int) -> int:
     if x == 13:
         raise LockedError(f"item {x} holds a lock")
     return x
+
+
+SETTINGS = {"factor": 2}
+
+
+def scaled(x: int) -> int:
+    """x times a module-level setting (a dict: changing it does not rebind a name)."""
+    return x * SETTINGS["factor"]
