@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Iterable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Optional, Union
 
 from amorsize.costmodel import EXECUTOR_TYPES
@@ -106,7 +106,7 @@ class RunOptions:
     keep_workers: bool = False
     task_timeout: Optional[float] = None
     verbose: bool = False
-    report: Optional[str] = None
+    report: Any = None  # a path (str or os.PathLike)
     streaming: bool = False
 
     @property
@@ -159,8 +159,10 @@ def check_run(func: Any, data: Any, options: RunOptions,
                          "caller's executor (which stays open anyway)")
     if o.max_tasks_per_child is not None:
         _check_recycling(o)
-    if o.report is not None and not isinstance(o.report, (str, os.PathLike)):
-        raise TypeError(f"report must be a file path, got {type(o.report).__name__}")
+    if o.report is not None:
+        if not isinstance(o.report, (str, os.PathLike)):
+            raise TypeError(f"report must be a file path, got {type(o.report).__name__}")
+        o = replace(o, report=os.fspath(o.report))
     return o
 
 

@@ -93,7 +93,7 @@ def execute(
         max_in_flight=max_in_flight, min_speedup=min_speedup,
         max_tasks_per_child=max_tasks_per_child, mp_context=mp_context,
         keep_workers=keep_workers, task_timeout=task_timeout, verbose=verbose,
-        report=None if report is None else str(report))
+        report=report)
     job = _job(func, data, hooks, options, return_optimization_result)
     results = _concatenated(list(job.results()))
     if return_optimization_result:
@@ -137,7 +137,7 @@ def execute_iter(
         max_in_flight=max_in_flight, min_speedup=min_speedup,
         max_tasks_per_child=max_tasks_per_child, mp_context=mp_context,
         keep_workers=keep_workers, task_timeout=task_timeout, verbose=verbose,
-        report=None if report is None else str(report), streaming=True)
+        report=report, streaming=True)
     return _flatten(_job(func, data, hooks, options).results())
 
 

@@ -30,13 +30,13 @@ from amorsize.arguments import RunOptions
 from amorsize.dispatch import InputCursor, TaskFailed, TaskFlow, window_for
 from amorsize.errors import ExecutionCancelled, WorkerTraceback, name_the_item
 from amorsize.hooks import RunHooks
-from amorsize.lanes import Lane, close_lane, open_lane
+from amorsize.lanes import Lane, close_lane, open_lane, task_function
 from amorsize.names import STATUS_CANCELLED, STATUS_ERROR, STATUS_SUCCESS, function_label
 from amorsize.optimizer import OptimizationResult, PlanRevision, decide
 from amorsize.publisher import RunIdentity, RunPublisher
 from amorsize.sampling import Sample, known_length, take_sample
 from amorsize.signals import Terminated, end_as_sigterm, sigterm_cancels_run
-from amorsize.worker import ChunkReport, run_task, worker_identity
+from amorsize.worker import ChunkReport, FunctionPayload, run_task, worker_identity
 
 # Tasks in the calling process (serial) aim at this much work at least: they only set
 # how often progress is reported and the plan reviewed.
@@ -202,9 +202,17 @@ class Run:
                        else min(costmodel.MAX_THREADS, machine.cores + 4))
         if total is not None:
             workers = max(1, min(workers, total))
+        by_value = False
+        if kind in ("process", "external"):
+            by_value = isinstance(task_function(self.func, kind), FunctionPayload)
+            if by_value:
+                warnings.append("the function cannot be pickled by reference (lambda, "
+                                "closure or local function); it is sent to the workers "
+                                "with cloudpickle")
         return OptimizationResult(
             n_jobs=workers, chunksize=o.chunksize or 0, executor_type=kind,
             estimated_speedup=math.nan, total_items=total, warnings=warnings,
+            use_cloudpickle=by_value,
             reason=f"{reason}; nothing runs in the calling process, and tasks are sized "
                    "from what the workers measure." if kind != "serial" else
                    f"{reason}: every item runs in the calling process.")
