@@ -84,10 +84,13 @@ def name_the_item(error: BaseException, position: Optional[int], first: int,
     where = f"the item at input position {position}" if position is not None else (
         f"one of the {items_text(first, count)} of the input")
     if isinstance(error, SystemExit):
-        exited = FunctionExitedError(
-            f"the function called sys.exit({error.code!r}) on {where} (task {chunk_id}); "
-            "amorsize stops the run instead of ending the program", error.code, position)
-        return exited
+        # From args, as SystemExit does: .code is lost where pickling bypasses
+        # __init__ (tblib, which dask installs, does).
+        args = error.args
+        code = None if not args else args[0] if len(args) == 1 else args
+        return FunctionExitedError(
+            f"the function called sys.exit({code!r}) on {where} (task {chunk_id}); "
+            "amorsize stops the run instead of ending the program", code, position)
     if sys.version_info >= (3, 11):
         with contextlib.suppress(Exception):
             error.add_note(f"amorsize: raised on {where} (task {chunk_id})")

@@ -74,6 +74,9 @@ class _RunMetrics(RunObserver):
         m[names.EXECUTIONS_IN_PROGRESS].labels(function).inc()
         for status in names.STATUSES:
             m[names.EXECUTIONS_TOTAL].labels(function, status)  # every status from 0
+        for counter in (names.PLAN_REVISIONS_TOTAL, names.WORKER_BUSY_SECONDS_TOTAL,
+                        names.WORKER_CAPACITY_SECONDS_TOTAL):
+            m[counter].labels(function)  # from 0 too: rate() and increase() see the first
         self._plan(ctx)
         seconds = _number(ctx.metadata.get("optimization_seconds"))
         if seconds is not None and seconds >= 0:
