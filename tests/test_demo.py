@@ -1,0 +1,199 @@
+"""The demo application: choosing its jobs, its failure rate, its SIGTERM shutdown."""
+
+from __future__ import annotations
+
+import os
+import queue
+import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+import amorsize.demo
+from amorsize.cli import main
+from amorsize.demo import DEFAULT_FAILURE_RATE, JOB_NAMES, select_jobs
+from tests.otlp_receiver import OTLPReceiver
+from tests.servers import http_get
+
+ROOT = Path(__file__).resolve().parent.parent
+DEADLINE = 120.0  # generous: the machine may be busy; every wait polls a condition
+
+
+# ------------------------------------------------------------------ choosing jobs
+
+
+def test_all_jobs_run_by_default_in_the_mix_order() -> None:
+    assert [job.name for job in select_jobs()] == list(JOB_NAMES)
+    assert JOB_NAMES == ("cheap", "heavy", "io", "uneven", "flaky")
+
+
+def test_a_selection_keeps_the_mix_order() -> None:
+    assert [job.name for job in select_jobs(["flaky", "heavy"])] == ["heavy", "flaky"]
+
+
+@pytest.mark.parametrize("names", [["nope"], ["heavy", "Flaky"], []])
+def test_unknown_or_empty_job_selections_are_refused(names: list[str]) -> None:
+    with pytest.raises(ValueError, match="demo job"):
+        select_jobs(names)
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.5, float("nan")])
+def test_failure_rates_outside_zero_to_one_are_refused(rate: float) -> None:
+    with pytest.raises(ValueError, match="failure_rate"):
+        select_jobs(None, rate)
+
+
+@pytest.mark.parametrize(("rate", "unlucky_runs"), [(0.0, 0), (1.0, 50)])
+def test_the_failure_rate_decides_how_many_flaky_runs_have_an_unlucky_item(
+    rate: float, unlucky_runs: int
+) -> None:
+    (flaky,) = select_jobs(["flaky"], rate)
+    rng = random.Random(1)
+    runs = [list(flaky.make_items(rng)) for _ in range(50)]
+    assert sum(any(unlucky for _, unlucky in items) for items in runs) == unlucky_runs
+    assert all(len(items) == 200 for items in runs)
+
+
+def test_the_default_failure_rate_is_the_old_one() -> None:
+    assert DEFAULT_FAILURE_RATE == 0.35
+
+
+def test_cli_passes_jobs_and_failure_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[dict[str, object]] = []
+    monkeypatch.setattr(amorsize.demo, "run_demo", lambda **kwargs: calls.append(kwargs) or 0)
+    assert main(["demo", "--jobs", "flaky, heavy", "--failure-rate", "1"]) == 0
+    assert main(["demo"]) == 0
+    assert (calls[0]["jobs"], calls[0]["failure_rate"]) == (["flaky", "heavy"], 1.0)
+    assert (calls[1]["jobs"], calls[1]["failure_rate"]) == (None, DEFAULT_FAILURE_RATE)
+
+
+@pytest.mark.parametrize("argv", [
+    ["demo", "--jobs", "flaky,nope"],
+    ["demo", "--jobs", ","],
+    ["demo", "--failure-rate", "1.01"],
+    ["demo", "--failure-rate", "often"],
+])
+def test_cli_refuses_bad_jobs_and_rates(argv: list[str],
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert "usage: amorsize" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ the real process
+
+
+class _Demo:
+    """`python -m amorsize demo` in a subprocess, its output read line by line."""
+
+    def __init__(self, *args: str) -> None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "amorsize", "demo", "--metrics-port", "0", *args],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._queue.put(line.rstrip("\n"))
+
+    def wait_for_line(self, pattern: str) -> re.Match[str]:
+        """Return the first output line matching `pattern` (waits for it)."""
+        regex = re.compile(pattern)
+        for line in self.lines:
+            if match := regex.search(line):
+                return match
+        deadline = time.monotonic() + DEADLINE
+        while time.monotonic() < deadline:
+            try:
+                line = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                if self.process.poll() is not None and self._queue.empty():
+                    break
+                continue
+            self.lines.append(line)
+            if match := regex.search(line):
+                return match
+        raise AssertionError(f"no line matching {pattern!r}; output:\n" + self.output())
+
+    def output(self) -> str:
+        """Everything the demo printed so far."""
+        while not self._queue.empty():
+            self.lines.append(self._queue.get_nowait())
+        return "\n".join(self.lines)
+
+    def finish(self) -> int:
+        """Wait for the process to end (killing it after the deadline); return its code."""
+        try:
+            self.process.wait(timeout=DEADLINE)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._reader.join(timeout=10)
+        return self.process.returncode
+
+
+@pytest.fixture
+def otlp() -> Iterator[OTLPReceiver]:
+    with OTLPReceiver() as receiver:
+        yield receiver
+
+
+def _gone(process: psutil.Process) -> bool:
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_sigterm_stops_the_demo_like_ctrl_c(otlp: OTLPReceiver) -> None:
+    demo = _Demo("--jobs", "heavy", "--otlp-endpoint", otlp.url, "--seed", "5")
+    try:
+        port = int(demo.wait_for_line(r"metrics: http://127\.0\.0\.1:(\d+)/metrics").group(1))
+        demo.wait_for_line(r"^heavy .* process ")  # one parallel run finished
+        # SIGTERM while a run's worker processes are alive.
+        parent = psutil.Process(demo.process.pid)
+        deadline = time.monotonic() + DEADLINE
+        workers: list[psutil.Process] = []
+        while not workers and time.monotonic() < deadline and demo.process.poll() is None:
+            workers = parent.children(recursive=True)
+            time.sleep(0.01)
+        assert workers, "the demo never had worker processes:\n" + demo.output()
+        status, metrics = http_get(f"http://127.0.0.1:{port}/metrics",
+                                   headers={"Accept": "application/openmetrics-text"})
+        demo.process.send_signal(signal.SIGTERM)
+        code = demo.finish()
+    finally:
+        if demo.process.poll() is None:
+            demo.process.kill()
+            demo.process.wait()
+    output = demo.output()
+    assert code == 0, output
+    assert "stopped by SIGTERM" in output, output
+    assert re.search(r"demo finished: \d+ jobs succeeded, \d+ failed", output), output
+    deadline = time.monotonic() + DEADLINE
+    while not all(_gone(worker) for worker in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(_gone(worker) for worker in workers), [w.pid for w in workers]
+    # The spans of the finished runs were flushed before the process ended.
+    names = [span.name for _, _, span in otlp.spans()]
+    assert "amorsize.execute" in names and "amorsize.chunk" in names, names
+    # The application turned prometheus_client's _created series off.
+    assert status == 200
+    assert "amorsize_executions_total{" in metrics
+    assert "_created" not in metrics
