@@ -85,6 +85,12 @@ PROMETHEUS_METRICS: tuple[MetricSpec, ...] = (
                "Hook callbacks that raised, by event."),
     MetricSpec(BUILD_INFO, "gauge", (LABEL_VERSION,),
                "Always 1; the amorsize version as a label."),
+    MetricSpec("amorsize_worker_busy_seconds_total", "counter", (LABEL_FUNCTION,),
+               "Worker-measured busy seconds of each finished run (added at run end)."),
+    MetricSpec("amorsize_worker_capacity_seconds_total", "counter", (LABEL_FUNCTION,),
+               "Wall seconds x workers of each finished run (added with busy seconds)."),
+    MetricSpec("amorsize_plan_revisions_total", "counter", (LABEL_FUNCTION,),
+               "Plan changes during a run (executor, worker count, or task size by 2x)."),
 )
 
 # ---------------------------------------------------------------- OpenTelemetry

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import queue
 import random
 import re
 import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import psutil
 import pytest
@@ -20,12 +14,9 @@ import pytest
 import amorsize.demo
 from amorsize.cli import main
 from amorsize.demo import DEFAULT_FAILURE_RATE, JOB_NAMES, select_jobs
+from tests.demo_process import DEADLINE, DemoProcess
 from tests.otlp_receiver import OTLPReceiver
 from tests.servers import http_get
-
-ROOT = Path(__file__).resolve().parent.parent
-DEADLINE = 120.0  # generous: the machine may be busy; every wait polls a condition
-
 
 # ------------------------------------------------------------------ choosing jobs
 
@@ -92,62 +83,6 @@ def test_cli_refuses_bad_jobs_and_rates(argv: list[str],
 # ------------------------------------------------------------------ the real process
 
 
-class _Demo:
-    """`python -m amorsize demo` in a subprocess, its output read line by line."""
-
-    def __init__(self, *args: str) -> None:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            [str(ROOT), os.environ.get("PYTHONPATH", "")])}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "amorsize", "demo", "--metrics-port", "0", *args],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self._queue.put(line.rstrip("\n"))
-
-    def wait_for_line(self, pattern: str) -> re.Match[str]:
-        """Return the first output line matching `pattern` (waits for it)."""
-        regex = re.compile(pattern)
-        for line in self.lines:
-            if match := regex.search(line):
-                return match
-        deadline = time.monotonic() + DEADLINE
-        while time.monotonic() < deadline:
-            try:
-                line = self._queue.get(timeout=0.2)
-            except queue.Empty:
-                if self.process.poll() is not None and self._queue.empty():
-                    break
-                continue
-            self.lines.append(line)
-            if match := regex.search(line):
-                return match
-        raise AssertionError(f"no line matching {pattern!r}; output:\n" + self.output())
-
-    def output(self) -> str:
-        """Everything the demo printed so far."""
-        while not self._queue.empty():
-            self.lines.append(self._queue.get_nowait())
-        return "\n".join(self.lines)
-
-    def finish(self) -> int:
-        """Wait for the process to end (killing it after the deadline); return its code."""
-        try:
-            self.process.wait(timeout=DEADLINE)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._reader.join(timeout=10)
-        return self.process.returncode
-
-
 @pytest.fixture
 def otlp() -> Iterator[OTLPReceiver]:
     with OTLPReceiver() as receiver:
@@ -162,9 +97,8 @@ def _gone(process: psutil.Process) -> bool:
 
 
 def test_sigterm_stops_the_demo_like_ctrl_c(otlp: OTLPReceiver) -> None:
-    demo = _Demo("--jobs", "heavy", "--otlp-endpoint", otlp.url, "--seed", "5")
-    try:
-        port = int(demo.wait_for_line(r"metrics: http://127\.0\.0\.1:(\d+)/metrics").group(1))
+    with DemoProcess("--jobs", "heavy", "--otlp-endpoint", otlp.url, "--seed", "5") as demo:
+        port = demo.metrics_port()
         demo.wait_for_line(r"^heavy .* process ")  # one parallel run finished
         # SIGTERM while a run's worker processes are alive.
         parent = psutil.Process(demo.process.pid)
@@ -176,12 +110,7 @@ def test_sigterm_stops_the_demo_like_ctrl_c(otlp: OTLPReceiver) -> None:
         assert workers, "the demo never had worker processes:\n" + demo.output()
         status, metrics = http_get(f"http://127.0.0.1:{port}/metrics",
                                    headers={"Accept": "application/openmetrics-text"})
-        demo.process.send_signal(signal.SIGTERM)
-        code = demo.finish()
-    finally:
-        if demo.process.poll() is None:
-            demo.process.kill()
-            demo.process.wait()
+        code = demo.stop(signal.SIGTERM)
     output = demo.output()
     assert code == 0, output
     assert "stopped by SIGTERM" in output, output
