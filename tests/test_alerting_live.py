@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from tests.dashboard import annotation_queries
 from tests.demo_process import DEADLINE, DemoProcess
 from tests.servers import (
     WebhookReceiver,
@@ -112,6 +113,10 @@ def test_a_failing_demo_pages_through_alertmanager(tmp_path: Path) -> None:
 
             payload = webhook.wait_for(_is_error_rate_alert, timeout=DEADLINE, describe=state)
             firing = prometheus.query('ALERTS{alertstate="firing"}')
+            # The dashboard's alert annotation, filtered to this job, shows it.
+            annotation = dict(annotation_queries(
+                {"job": JOB, "instance": ".*", "function": ".*"}))["amorsize alerts"]
+            annotated = prometheus.query(annotation)
 
     alert = next(a for a in payload["alerts"]
                  if a["labels"]["alertname"] == "AmorsizeHighErrorRate")
@@ -128,6 +133,7 @@ def test_a_failing_demo_pages_through_alertmanager(tmp_path: Path) -> None:
         f"?var-job={JOB}&var-function=amorsize.demo%3Aflaky_item")
     # Prometheus itself saw it firing (the dashboard's alert annotations read ALERTS).
     assert any(s["metric"].get("alertname") == "AmorsizeHighErrorRate" for s in firing), firing
+    assert {s["metric"]["alertname"] for s in annotated} >= {"AmorsizeHighErrorRate"}, annotated
     # Runs that all fail set no speedup or efficiency: those alerts must stay quiet.
     assert not {s["metric"].get("alertname") for s in firing} & {
         "AmorsizeSpeedupBelowEstimate", "AmorsizeLowParallelEfficiency"}, firing
