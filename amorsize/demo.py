@@ -5,7 +5,8 @@ items (threads), uneven items, and a job that fails now and then. Each job print
 line: the decision, the wall time and the speedup it achieved. /metrics is served for
 Prometheus; traces go to an OTLP endpoint when one is given (argument or the standard
 OTEL_EXPORTER_OTLP_* variables). Stops after `duration` seconds, on Ctrl-C or on
-SIGTERM (what `docker compose stop` sends), closing its servers and flushing its traces.
+SIGTERM (what `docker compose stop` sends: the running job finishes first), closing its
+servers and flushing its traces.
 
 The demo is an application, not the library: it turns off prometheus_client's
 `_created` series for its own process (the library never touches that global switch).
@@ -119,37 +120,46 @@ def select_jobs(names: Optional[Sequence[str]] = None,
 
 
 class DemoTerminated(KeyboardInterrupt):
-    """SIGTERM arrived: stop the demo the way Ctrl-C does (runs are cancelled cleanly)."""
+    """A second SIGTERM arrived: stop now, the way Ctrl-C does (the run is cancelled)."""
+
+
+class _StopRequest:
+    """Set by the first SIGTERM: the demo finishes the running job, then stops."""
+
+    def __init__(self) -> None:
+        self.requested = False
 
 
 @contextmanager
-def _stop_on_sigterm() -> Iterator[None]:
-    """Turn SIGTERM into DemoTerminated in this process while the demo runs.
+def _stop_on_sigterm() -> Iterator[_StopRequest]:
+    """Handle SIGTERM in this process while the demo runs; yield the stop request.
 
-    Python as PID 1 in a container ignores SIGTERM, and elsewhere it would end the
-    process at once, without flushing spans. Worker processes forked meanwhile inherit
-    the handler; in them it restores the default action, so a pool can still terminate
-    them. Outside the main thread (where handlers cannot be set) nothing changes.
+    The first SIGTERM asks the demo to stop after the running job (what `docker
+    compose stop` expects within its grace period); a second one interrupts that job
+    like Ctrl-C. Python as PID 1 in a container ignores SIGTERM, and elsewhere it would
+    end the process at once, without flushing spans. Worker processes forked meanwhile
+    inherit the handler; in them it restores the default action, so a pool can still
+    terminate them. Outside the main thread (where handlers cannot be set) nothing
+    changes.
     """
+    stop = _StopRequest()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield stop
         return
     demo_pid = os.getpid()
-    received = False
 
     def on_sigterm(signum: int, frame: object) -> None:
-        nonlocal received
         if os.getpid() != demo_pid:  # a forked worker: die as SIGTERM means
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
-        if not received:  # a second SIGTERM must not interrupt the cleanup
-            received = True
+        if stop.requested:
             raise DemoTerminated()
+        stop.requested = True
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        yield
+        yield stop
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -240,6 +250,8 @@ def run_demo(
     """Run the job mix until `duration` seconds have passed (forever if None), Ctrl-C
     or SIGTERM.
 
+    Ctrl-C cancels the running job; SIGTERM lets it finish first (a second SIGTERM
+    cancels it). Either way the metrics server is closed and spans are flushed.
     `jobs`: names of the jobs to run (JOB_NAMES; all if None). `failure_rate`: the
     probability that a run of the flaky job fails. Returns the process exit code: 0
     after a clean stop, also on SIGTERM.
@@ -252,23 +264,29 @@ def run_demo(
     mix = select_jobs(jobs, failure_rate)
     rng = random.Random(seed)
     counts = {"success": 0, "error": 0}
-    with _stop_on_sigterm():
+    with _stop_on_sigterm() as stop:
         cleanups: list[Callable[[], Any]] = []
         try:
             hooks, cleanups = _hooks(metrics_port, metrics_addr, otlp_endpoint, stream)
             deadline = None if duration is None else time.monotonic() + duration
-            while deadline is None or time.monotonic() < deadline:
+
+            def go_on() -> bool:
+                return not stop.requested and (deadline is None or time.monotonic() < deadline)
+
+            while go_on():
                 for job in mix:
-                    if deadline is not None and time.monotonic() >= deadline:
+                    if not go_on():
                         break
                     counts[run_one(job, rng, hooks, stream)] += 1
         except DemoTerminated:
-            print("stopped by SIGTERM", file=stream)
+            pass  # reported below
         except KeyboardInterrupt:
             print("stopped by Ctrl-C", file=stream)
         finally:
             for cleanup in cleanups:
                 cleanup()
+        if stop.requested:
+            print("stopped by SIGTERM", file=stream)
     print(f"demo finished: {counts['success']} jobs succeeded, {counts['error']} failed",
           file=stream)
     return 0

@@ -18,6 +18,8 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
+
 ROOT = Path(__file__).resolve().parent.parent
 DEADLINE = 120.0  # generous: the machine may be busy; every wait polls a condition
 
@@ -84,11 +86,19 @@ class DemoProcess:
         try:
             self.process.wait(timeout=DEADLINE)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+            self.kill()
         self._reader.join(timeout=10)
         self._drain()
         return self.process.returncode
+
+    def kill(self) -> None:
+        """Kill the demo and its worker processes at once."""
+        with contextlib.suppress(psutil.NoSuchProcess):
+            for child in psutil.Process(self.process.pid).children(recursive=True):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child.kill()
+        self.process.kill()
+        self.process.wait()
 
     def __enter__(self) -> DemoProcess:
         return self

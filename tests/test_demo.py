@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import random
 import re
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import psutil
 import pytest
@@ -80,6 +82,40 @@ def test_cli_refuses_bad_jobs_and_rates(argv: list[str],
     assert "usage: amorsize" in capsys.readouterr().err
 
 
+# ------------------------------------------------------------------ SIGTERM
+
+
+def test_first_sigterm_requests_a_stop_the_second_interrupts() -> None:
+    previous = signal.getsignal(signal.SIGTERM)
+    with amorsize.demo._stop_on_sigterm() as stop:
+        assert not stop.requested
+        os.kill(os.getpid(), signal.SIGTERM)
+        _wait_until(lambda: stop.requested)
+        with pytest.raises(amorsize.demo.DemoTerminated):
+            os.kill(os.getpid(), signal.SIGTERM)
+            _wait_until(lambda: False)
+    assert signal.getsignal(signal.SIGTERM) is previous
+
+
+def test_a_forked_worker_still_dies_of_sigterm() -> None:
+    context = multiprocessing.get_context("fork")
+    with amorsize.demo._stop_on_sigterm() as stop:
+        worker = context.Process(target=time.sleep, args=(DEADLINE,))
+        worker.start()
+        worker.terminate()  # SIGTERM, as a pool shutting down sends it
+        worker.join(DEADLINE)
+        assert worker.exitcode == -signal.SIGTERM
+        assert not stop.requested
+
+
+def _wait_until(condition: Callable[[], bool]) -> None:
+    """Let the main thread run Python code (and signal handlers) until `condition`."""
+    deadline = time.monotonic() + DEADLINE
+    while not condition():
+        assert time.monotonic() < deadline, "condition never became true"
+        time.sleep(0.01)
+
+
 # ------------------------------------------------------------------ the real process
 
 
@@ -96,7 +132,7 @@ def _gone(process: psutil.Process) -> bool:
         return True
 
 
-def test_sigterm_stops_the_demo_like_ctrl_c(otlp: OTLPReceiver) -> None:
+def test_sigterm_finishes_the_running_job_then_stops_cleanly(otlp: OTLPReceiver) -> None:
     with DemoProcess("--jobs", "heavy", "--otlp-endpoint", otlp.url, "--seed", "5") as demo:
         port = demo.metrics_port()
         demo.wait_for_line(r"^heavy .* process ")  # one parallel run finished
@@ -114,7 +150,10 @@ def test_sigterm_stops_the_demo_like_ctrl_c(otlp: OTLPReceiver) -> None:
     output = demo.output()
     assert code == 0, output
     assert "stopped by SIGTERM" in output, output
-    assert re.search(r"demo finished: \d+ jobs succeeded, \d+ failed", output), output
+    # The run in flight at SIGTERM finished (it was not cancelled), then the demo stopped.
+    finished = re.search(r"demo finished: (\d+) jobs succeeded, 0 failed", output)
+    assert finished and int(finished.group(1)) >= 2, output
+    assert int(finished.group(1)) == len(re.findall(r"^heavy ", output, re.MULTILINE))
     deadline = time.monotonic() + DEADLINE
     while not all(_gone(worker) for worker in workers) and time.monotonic() < deadline:
         time.sleep(0.05)
