@@ -9,6 +9,7 @@ import re
 import signal
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import psutil
 import pytest
@@ -97,11 +98,20 @@ def test_first_sigterm_requests_a_stop_the_second_interrupts() -> None:
     assert signal.getsignal(signal.SIGTERM) is previous
 
 
+def _sleep_when_ready(ready: Any, seconds: float) -> None:
+    ready.set()
+    time.sleep(seconds)
+
+
 def test_a_forked_worker_still_dies_of_sigterm() -> None:
     context = multiprocessing.get_context("fork")
+    ready = context.Event()
     with amorsize.demo._stop_on_sigterm() as stop:
-        worker = context.Process(target=time.sleep, args=(DEADLINE,))
+        worker = context.Process(target=_sleep_when_ready, args=(ready, DEADLINE))
         worker.start()
+        # Wait until the child runs Python code: CPython drops a signal that arrives
+        # between fork() and its after-fork reinitialisation, whatever the handler.
+        assert ready.wait(DEADLINE)
         worker.terminate()  # SIGTERM, as a pool shutting down sends it
         worker.join(DEADLINE)
         assert worker.exitcode == -signal.SIGTERM
