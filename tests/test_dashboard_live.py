@@ -17,6 +17,7 @@ soon as the demo exports one of them, the test fails until it is removed from th
 from __future__ import annotations
 
 import math
+import os
 import re
 import signal
 import subprocess
@@ -218,4 +219,6 @@ def test_demo_stops_cleanly_on_ctrl_c(
     output, _ = demo.communicate(timeout=60)
     assert demo.returncode == 0, output
     assert "demo finished" in output, output
-    assert "heavy" in output and "process" in output, output
+    assert "heavy" in output, output
+    if len(os.sched_getaffinity(0)) >= 2:  # on one core every job rightly runs in-process
+        assert "process" in output, output

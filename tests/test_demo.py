@@ -142,18 +142,25 @@ def _gone(process: psutil.Process) -> bool:
         return True
 
 
+def _in_progress(port: int, function: str) -> float:
+    """amorsize_executions_in_progress of `function`, from the demo's /metrics."""
+    _, text = http_get(f"http://127.0.0.1:{port}/metrics")
+    match = re.search(rf'^amorsize_executions_in_progress{{function="{re.escape(function)}"}} '
+                      r"(\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
 def test_sigterm_finishes_the_running_job_then_stops_cleanly(otlp: OTLPReceiver) -> None:
     with DemoProcess("--jobs", "heavy", "--otlp-endpoint", otlp.url, "--seed", "5") as demo:
         port = demo.metrics_port()
-        demo.wait_for_line(r"^heavy .* process ")  # one parallel run finished
-        # SIGTERM while a run's worker processes are alive.
-        parent = psutil.Process(demo.process.pid)
+        demo.wait_for_line(r"^heavy ")  # one run finished
+        # SIGTERM while a later run is in flight (with its worker processes, if the
+        # machine has cores to spare for them).
         deadline = time.monotonic() + DEADLINE
-        workers: list[psutil.Process] = []
-        while not workers and time.monotonic() < deadline and demo.process.poll() is None:
-            workers = parent.children(recursive=True)
+        while _in_progress(port, "amorsize.demo:heavy_item") < 1:
+            assert time.monotonic() < deadline and demo.process.poll() is None, demo.output()
             time.sleep(0.01)
-        assert workers, "the demo never had worker processes:\n" + demo.output()
+        workers = psutil.Process(demo.process.pid).children(recursive=True)
         status, metrics = http_get(f"http://127.0.0.1:{port}/metrics",
                                    headers={"Accept": "application/openmetrics-text"})
         code = demo.stop(signal.SIGTERM)
