@@ -4,7 +4,8 @@
     amorsize execute MODULE:FUNC --data FILE [--output FILE] [--progress]
                      [--metrics-port P] [--otlp-endpoint URL] [--json]
     amorsize demo [--duration S] [--metrics-port P] [--metrics-addr A]
-                  [--otlp-endpoint URL] [--seed N]
+                  [--otlp-endpoint URL] [--seed N] [--jobs NAME[,NAME...]]
+                  [--failure-rate F]
 
 Errors are one line on stderr and a non-zero exit (2: bad arguments, module,
 function or file; 1: the job failed); `--debug` shows the full traceback instead.
@@ -251,6 +252,8 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
         metrics_addr=args.metrics_addr,
         otlp_endpoint=args.otlp_endpoint,
         seed=args.seed,
+        jobs=args.jobs,
+        failure_rate=args.failure_rate,
     )
     return int(code or 0)
 
@@ -285,9 +288,31 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _demo_jobs(text: str) -> list[str]:
+    from amorsize.demo import JOB_NAMES
+
+    jobs = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = sorted(set(jobs) - set(JOB_NAMES))
+    if not jobs or unknown:
+        raise argparse.ArgumentTypeError(
+            f"expected NAME[,NAME...] from {','.join(JOB_NAMES)}, got {text!r}")
+    return jobs
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `amorsize` command."""
     from amorsize import __version__
+    from amorsize.demo import DEFAULT_FAILURE_RATE, JOB_NAMES
 
     parser = argparse.ArgumentParser(
         prog="amorsize",
@@ -339,6 +364,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="metrics server address (default: 127.0.0.1)")
     demo.add_argument("--otlp-endpoint", metavar="URL", help="OTLP/HTTP traces endpoint")
     demo.add_argument("--seed", type=int, help="random seed of the job mix")
+    demo.add_argument("--jobs", type=_demo_jobs, metavar="NAME[,NAME...]",
+                      help=f"run only these jobs of the mix: {', '.join(JOB_NAMES)} "
+                           "(default: all)")
+    demo.add_argument("--failure-rate", type=_probability, default=DEFAULT_FAILURE_RATE,
+                      metavar="F", help="probability that a run of the flaky job fails "
+                                        f"(default: {DEFAULT_FAILURE_RATE})")
     demo.set_defaults(handler=cmd_demo)
     return parser
 

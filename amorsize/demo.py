@@ -4,17 +4,26 @@ The mix: cheap items (serial is right), heavy pure-Python items (processes), I/O
 items (threads), uneven items, and a job that fails now and then. Each job prints one
 line: the decision, the wall time and the speedup it achieved. /metrics is served for
 Prometheus; traces go to an OTLP endpoint when one is given (argument or the standard
-OTEL_EXPORTER_OTLP_* variables). Stops after `duration` seconds or on Ctrl-C.
+OTEL_EXPORTER_OTLP_* variables). Stops after `duration` seconds, on Ctrl-C or on
+SIGTERM (what `docker compose stop` sends: the running job finishes first), closing its
+servers and flushing its traces.
+
+The demo is an application, not the library: it turns off prometheus_client's
+`_created` series for its own process (the library never touches that global switch).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import random
+import signal
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from typing import Any, Optional, TextIO
 
 from amorsize.hooks import Hook, HookCallback, HookContext, HookEvent
@@ -69,8 +78,13 @@ class DemoJob:
     make_items: Callable[[random.Random], Iterable[Any]]
 
 
-def _flaky_items(rng: random.Random) -> list[tuple[int, bool]]:
-    unlucky = rng.randrange(200) if rng.random() < 0.35 else -1
+DEFAULT_FAILURE_RATE = 0.35
+
+
+def _flaky_items(rng: random.Random, failure_rate: float = DEFAULT_FAILURE_RATE
+                 ) -> list[tuple[int, bool]]:
+    """200 items; with probability `failure_rate` one of them (at random) is unlucky."""
+    unlucky = rng.randrange(200) if rng.random() < failure_rate else -1
     return [(i, i == unlucky) for i in range(200)]
 
 
@@ -81,15 +95,87 @@ JOBS: tuple[DemoJob, ...] = (
     DemoJob("uneven", uneven_item, lambda rng: range(rng.randint(1_000, 2_000))),
     DemoJob("flaky", flaky_item, _flaky_items),
 )
+JOB_NAMES: tuple[str, ...] = tuple(job.name for job in JOBS)
+
+
+def select_jobs(names: Optional[Sequence[str]] = None,
+                failure_rate: float = DEFAULT_FAILURE_RATE) -> tuple[DemoJob, ...]:
+    """The jobs named in `names` (all of JOBS if None), in the mix's order.
+
+    `failure_rate` is the probability that one run of the flaky job fails (0 to 1).
+    Raises ValueError for an unknown name, an empty selection or a rate outside 0-1.
+    """
+    if not (isinstance(failure_rate, (int, float)) and 0.0 <= failure_rate <= 1.0):
+        raise ValueError(f"failure_rate must be between 0 and 1, got {failure_rate!r}")
+    wanted = JOB_NAMES if names is None else tuple(names)
+    unknown = sorted(set(wanted) - set(JOB_NAMES))
+    if unknown:
+        raise ValueError(f"unknown demo job(s) {', '.join(unknown)}; "
+                         f"choose from {', '.join(JOB_NAMES)}")
+    if not wanted:
+        raise ValueError("choose at least one demo job")
+    flaky = functools.partial(_flaky_items, failure_rate=failure_rate)
+    return tuple(replace(job, make_items=flaky) if job.name == "flaky" else job
+                 for job in JOBS if job.name in wanted)
+
+
+class DemoTerminated(KeyboardInterrupt):
+    """A second SIGTERM arrived: stop now, the way Ctrl-C does (the run is cancelled)."""
+
+
+class _StopRequest:
+    """Set by the first SIGTERM: the demo finishes the running job, then stops."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+
+@contextmanager
+def _stop_on_sigterm() -> Iterator[_StopRequest]:
+    """Handle SIGTERM in this process while the demo runs; yield the stop request.
+
+    The first SIGTERM asks the demo to stop after the running job (what `docker
+    compose stop` expects within its grace period); a second one interrupts that job
+    like Ctrl-C. Python as PID 1 in a container ignores SIGTERM, and elsewhere it would
+    end the process at once, without flushing spans. Worker processes forked meanwhile
+    inherit the handler; in them it restores the default action, so a pool can still
+    terminate them. Outside the main thread (where handlers cannot be set) nothing
+    changes.
+    """
+    stop = _StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    demo_pid = os.getpid()
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        if os.getpid() != demo_pid:  # a forked worker: die as SIGTERM means
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        if stop.requested:
+            raise DemoTerminated()
+        stop.requested = True
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _hooks(metrics_port: Optional[int], metrics_addr: str, otlp_endpoint: Optional[str],
-           out: TextIO) -> tuple[list[Any], list[Callable[[], None]]]:
+           out: TextIO) -> tuple[list[Any], list[Callable[[], Any]]]:
     """Build the integrations the demo publishes through, and their cleanups."""
+    import prometheus_client
+
     from amorsize.integrations.prometheus import PrometheusHook, start_metrics_server
 
+    # The application's choice, not the library's: no `_created` series (Prometheus
+    # before 3.0 stores each as a series of its own).
+    prometheus_client.disable_created_metrics()
     hooks: list[Any] = [PrometheusHook()]
-    cleanups: list[Callable[[], None]] = []
+    cleanups: list[Callable[[], Any]] = []
     if metrics_port is not None:
         server = start_metrics_server(port=metrics_port, addr=metrics_addr)
         cleanups.append(server.stop)
@@ -102,6 +188,7 @@ def _hooks(metrics_port: Optional[int], metrics_addr: str, otlp_endpoint: Option
 
         provider = configure_tracing(service_name="amorsize-demo", endpoint=otlp_endpoint)
         hooks.insert(0, OpenTelemetryHook(tracer_provider=provider))
+        cleanups.append(functools.partial(provider.force_flush, 5_000))
         print(f"traces: OTLP to {otlp_endpoint or env_endpoint}", file=out)
     else:
         print("traces: off (pass --otlp-endpoint or set OTEL_EXPORTER_OTLP_ENDPOINT)", file=out)
@@ -166,31 +253,49 @@ def run_demo(
     otlp_endpoint: Optional[str] = None,
     seed: Optional[int] = None,
     out: Optional[TextIO] = None,
+    jobs: Optional[Sequence[str]] = None,
+    failure_rate: float = DEFAULT_FAILURE_RATE,
 ) -> int:
-    """Run the job mix until `duration` seconds have passed (forever if None) or Ctrl-C.
+    """Run the job mix until `duration` seconds have passed (forever if None), Ctrl-C
+    or SIGTERM.
 
-    Returns the process exit code: 0 after a clean stop.
+    Ctrl-C cancels the running job; SIGTERM lets it finish first (a second SIGTERM
+    cancels it). Either way the metrics server is closed and spans are flushed.
+    `jobs`: names of the jobs to run (JOB_NAMES; all if None). `failure_rate`: the
+    probability that a run of the flaky job fails. Returns the process exit code: 0
+    after a clean stop, also on SIGTERM.
     """
     import sys
 
     stream = out or sys.stdout
     if duration is not None and duration <= 0:
         raise ValueError(f"duration must be a positive number of seconds, got {duration!r}")
+    mix = select_jobs(jobs, failure_rate)
     rng = random.Random(seed)
-    hooks, cleanups = _hooks(metrics_port, metrics_addr, otlp_endpoint, stream)
-    deadline = None if duration is None else time.monotonic() + duration
     counts = {"success": 0, "error": 0}
-    try:
-        while deadline is None or time.monotonic() < deadline:
-            for job in JOBS:
-                if deadline is not None and time.monotonic() >= deadline:
-                    break
-                counts[run_one(job, rng, hooks, stream)] += 1
-    except KeyboardInterrupt:
-        print("stopped by Ctrl-C", file=stream)
-    finally:
-        for cleanup in cleanups:
-            cleanup()
+    with _stop_on_sigterm() as stop:
+        cleanups: list[Callable[[], Any]] = []
+        try:
+            hooks, cleanups = _hooks(metrics_port, metrics_addr, otlp_endpoint, stream)
+            deadline = None if duration is None else time.monotonic() + duration
+
+            def go_on() -> bool:
+                return not stop.requested and (deadline is None or time.monotonic() < deadline)
+
+            while go_on():
+                for job in mix:
+                    if not go_on():
+                        break
+                    counts[run_one(job, rng, hooks, stream)] += 1
+        except DemoTerminated:
+            pass  # reported below
+        except KeyboardInterrupt:
+            print("stopped by Ctrl-C", file=stream)
+        finally:
+            for cleanup in cleanups:
+                cleanup()
+        if stop.requested:
+            print("stopped by SIGTERM", file=stream)
     print(f"demo finished: {counts['success']} jobs succeeded, {counts['error']} failed",
           file=stream)
     return 0

@@ -9,6 +9,8 @@ need_apt=()
 command -v prometheus >/dev/null || need_apt+=(prometheus)
 command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v prometheus-pushgateway >/dev/null || need_apt+=(prometheus-pushgateway)
+command -v prometheus-alertmanager >/dev/null || need_apt+=(prometheus-alertmanager)
+command -v amtool >/dev/null || need_apt+=(prometheus-alertmanager)
 command -v docker-compose >/dev/null || need_apt+=(docker-compose)
 command -v openssl >/dev/null || need_apt+=(openssl)
 # The run report's browser tests drive Debian's Chromium (never a downloaded browser).
@@ -23,7 +25,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
         $(printf '%s\n' "${need_apt[@]}" | sort -u) >/dev/null
     # The Debian packages start their services where an init system runs; the tests
     # start their own servers on free ports, so stop any that came up.
-    for svc in prometheus prometheus-pushgateway; do
+    for svc in prometheus prometheus-pushgateway prometheus-alertmanager; do
         (command -v systemctl >/dev/null && systemctl stop "$svc" 2>/dev/null) || true
     done
 fi

@@ -1,4 +1,8 @@
-"""Read the provisioned Grafana dashboard and turn its targets into runnable PromQL."""
+"""Read the provisioned Grafana dashboard and turn its targets into runnable PromQL.
+
+Also reads prometheus/recording_rules.yml, so a query on a recorded series can be
+traced back to the amorsize metrics it is computed from.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,13 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from tests.promql import metric_names
+
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD_PATH = ROOT / "grafana" / "dashboards" / "amorsize.json"
+RECORDING_RULES_PATH = ROOT / "prometheus" / "recording_rules.yml"
 
 # Grafana built-ins, with values that suit a Prometheus scraped every few seconds.
 BUILTIN_DEFAULTS: dict[str, str] = {
@@ -81,3 +90,36 @@ def dashboard_queries(
     values = {**BUILTIN_DEFAULTS, **substitutions}
     return [(panel["title"], substitute(target["expr"], values))
             for panel, target in iter_targets(dashboard)]
+
+
+def annotation_queries(
+    substitutions: Mapping[str, str],
+    dashboard: Mapping[str, Any] | None = None,
+) -> list[tuple[str, str]]:
+    """Return (annotation name, expr) for every PromQL annotation, variables substituted."""
+    dashboard = load_dashboard() if dashboard is None else dashboard
+    values = {**BUILTIN_DEFAULTS, **substitutions}
+    return [(annotation["name"], substitute(annotation["expr"], values))
+            for annotation in dashboard.get("annotations", {}).get("list", [])
+            if annotation.get("expr")]
+
+
+def recording_rules(path: Path = RECORDING_RULES_PATH) -> dict[str, str]:
+    """Return {recorded series name: expression} of the recording rules file."""
+    groups = yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]
+    return {rule["record"]: rule["expr"] for group in groups for rule in group["rules"]
+            if "record" in rule}
+
+
+def source_metrics(expr: str, rules: Mapping[str, str] | None = None) -> set[str]:
+    """The series names `expr` reads, recorded series replaced by what they are made of."""
+    rules = recording_rules() if rules is None else rules
+    found: set[str] = set()
+    pending = list(metric_names(expr))
+    while pending:
+        name = pending.pop()
+        if name in rules:
+            pending.extend(metric_names(rules[name]) - found - {name})
+        else:
+            found.add(name)
+    return found

@@ -1,11 +1,13 @@
-"""Real Prometheus and Pushgateway servers for tests, on free loopback ports.
+"""Real Prometheus, Pushgateway and Alertmanager servers for tests, on free loopback ports.
 
     with start_prometheus(targets=["127.0.0.1:9464"]) as prom:
         prom.wait_for("up", lambda result: bool(result))
 
-Each server runs the Debian binary (`prometheus`, `prometheus-pushgateway`) in a
-temporary directory, listens on 127.0.0.1 only, and is stopped when the `with` block
-ends. A missing binary fails the test with a clear message; it is never skipped.
+Each server runs the Debian binary (`prometheus`, `prometheus-pushgateway`,
+`prometheus-alertmanager`) in a temporary directory, listens on 127.0.0.1 only, and is
+stopped when the `with` block ends. `WebhookReceiver` is the receiving end of an
+Alertmanager webhook. A missing binary fails the test with a clear message; it is
+never skipped.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Optional
 
@@ -364,3 +368,130 @@ def start_pushgateway(
             yield PushgatewayServer(process)
         finally:
             process.stop()
+
+
+# ---------------------------------------------------------------------- Alertmanager
+
+
+class AlertmanagerServer:
+    """A running Alertmanager: its URL (what Prometheus's `alerting` config targets)."""
+
+    def __init__(self, process: _Process) -> None:
+        self._process = process
+        self.port = process.port
+        self.url = process.base_url
+        self.address = f"{LOOPBACK}:{process.port}"
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """The alerts Alertmanager holds now (GET /api/v2/alerts)."""
+        status, body = http_get(self.url + "/api/v2/alerts")
+        if status != 200:
+            raise ServerError(f"Alertmanager /api/v2/alerts answered {status}: {body[:200]}")
+        return list(json.loads(body))
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The last lines Alertmanager logged."""
+        return self._process.log_tail(lines)
+
+
+@contextmanager
+def start_alertmanager(
+    config: dict[str, Any], *, extra_args: Sequence[str] = (), workdir: Optional[Path] = None
+) -> Iterator[AlertmanagerServer]:
+    """Run a real Alertmanager (Debian's prometheus-alertmanager) with `config`.
+
+    Listens on a free 127.0.0.1 port, clustering off, state in a temporary directory
+    (or `workdir`); stopped when the block ends.
+    """
+    binary = require_binary("prometheus-alertmanager")
+    with _workdir(workdir, "amorsize-alertmanager-") as directory:
+        config_path = directory / "alertmanager.yml"
+        config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")  # JSON is YAML
+        (directory / "data").mkdir(exist_ok=True)
+
+        def make_args(port: int) -> list[str]:
+            return [
+                f"--config.file={config_path}",
+                f"--storage.path={directory / 'data'}",
+                f"--web.listen-address={LOOPBACK}:{port}",
+                "--cluster.listen-address=",  # no gossip port on 0.0.0.0
+                "--log.level=warn",
+                *extra_args,
+            ]
+
+        process = _start("alertmanager", binary, make_args, directory)
+        try:
+            yield AlertmanagerServer(process)
+        finally:
+            process.stop()
+
+
+class WebhookReceiver:
+    """An HTTP endpoint on 127.0.0.1 that keeps every JSON body POSTed to it.
+
+    What an Alertmanager `webhook_configs` receiver delivers to; use it as a context
+    manager, point the receiver at `url`, read `payloads()`.
+    """
+
+    def __init__(self, path: str = "/alerts") -> None:
+        self.path = path
+        self._payloads: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer((LOOPBACK, 0), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
+                                        name="webhook-receiver", daemon=True)
+
+    @property
+    def url(self) -> str:
+        """The URL to deliver to."""
+        return f"http://{LOOPBACK}:{self._server.server_address[1]}{self.path}"
+
+    def payloads(self) -> list[dict[str, Any]]:
+        """Every JSON body received so far, oldest first."""
+        with self._lock:
+            return list(self._payloads)
+
+    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float,
+                 describe: Callable[[], str] = lambda: "") -> dict[str, Any]:
+        """Return the first received payload for which `predicate` is true (waits)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for payload in self.payloads():
+                if predicate(payload):
+                    return payload
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"no matching webhook delivery within {timeout:.0f} s; "
+                                   f"received {self.payloads()}\n{describe()}")
+            time.sleep(0.1)
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                try:
+                    payload = json.loads(body)
+                except ValueError:
+                    self.send_response(400)
+                    self.end_headers()
+                    return
+                with receiver._lock:
+                    receiver._payloads.append(payload)
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass  # keep the test output clean
+
+        return Handler
+
+    def __enter__(self) -> WebhookReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

@@ -231,9 +231,10 @@ def test_demo_dispatches_to_run_demo(
     assert main(["demo"]) == 0
     assert calls == [
         {"duration": 2.5, "metrics_port": 9999, "metrics_addr": "0.0.0.0",
-         "otlp_endpoint": "http://jaeger:4318", "seed": 7},
+         "otlp_endpoint": "http://jaeger:4318", "seed": 7, "jobs": None,
+         "failure_rate": 0.35},
         {"duration": None, "metrics_port": 9464, "metrics_addr": "127.0.0.1",
-         "otlp_endpoint": None, "seed": None},
+         "otlp_endpoint": None, "seed": None, "jobs": None, "failure_rate": 0.35},
     ]
 
 
