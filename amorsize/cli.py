@@ -185,6 +185,10 @@ def _integrations(
         )
         hooks.append(OpenTelemetryHook(tracer_provider=provider))
         finalizers.append(functools.partial(shutdown_tracing, provider))
+    if args.report is not None or args.trace_json is not None:
+        from amorsize.report import ReportHook
+
+        hooks.append(ReportHook(args.report, trace_path=args.trace_json))
 
 
 def cmd_execute(args: argparse.Namespace, out: TextIO) -> int:
@@ -254,6 +258,8 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
         seed=args.seed,
         jobs=args.jobs,
         failure_rate=args.failure_rate,
+        report=args.report,
+        trace_json=args.trace_json,
     )
     return int(code or 0)
 
@@ -309,6 +315,13 @@ def _probability(text: str) -> float:
     return value
 
 
+def _report_options(parser: argparse.ArgumentParser, which: str) -> None:
+    parser.add_argument("--report", metavar="PATH",
+                        help=f"write an HTML report {which} (opens from disk, no network)")
+    parser.add_argument("--trace-json", metavar="PATH",
+                        help=f"write a Chrome trace {which} (chrome://tracing, Perfetto)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `amorsize` command."""
     from amorsize import __version__
@@ -350,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="address of the metrics server (default: 127.0.0.1)")
     run.add_argument("--otlp-endpoint", metavar="URL",
                      help="send traces over OTLP/HTTP to this endpoint")
+    _report_options(run, "of the run")
     run.add_argument("--n-jobs", type=_positive_int, help="fix the number of workers")
     run.add_argument("--chunksize", type=_positive_int, help="fix the items per task")
     run.set_defaults(handler=cmd_execute)
@@ -364,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="metrics server address (default: 127.0.0.1)")
     demo.add_argument("--otlp-endpoint", metavar="URL", help="OTLP/HTTP traces endpoint")
     demo.add_argument("--seed", type=int, help="random seed of the job mix")
+    _report_options(demo, "of the latest job (rewritten after each)")
     demo.add_argument("--jobs", type=_demo_jobs, metavar="NAME[,NAME...]",
                       help=f"run only these jobs of the mix: {', '.join(JOB_NAMES)} "
                            "(default: all)")

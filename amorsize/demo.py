@@ -255,6 +255,8 @@ def run_demo(
     out: Optional[TextIO] = None,
     jobs: Optional[Sequence[str]] = None,
     failure_rate: float = DEFAULT_FAILURE_RATE,
+    report: Optional[str] = None,
+    trace_json: Optional[str] = None,
 ) -> int:
     """Run the job mix until `duration` seconds have passed (forever if None), Ctrl-C
     or SIGTERM.
@@ -262,8 +264,9 @@ def run_demo(
     Ctrl-C cancels the running job; SIGTERM lets it finish first (a second SIGTERM
     cancels it). Either way the metrics server is closed and spans are flushed.
     `jobs`: names of the jobs to run (JOB_NAMES; all if None). `failure_rate`: the
-    probability that a run of the flaky job fails. Returns the process exit code: 0
-    after a clean stop, also on SIGTERM.
+    probability that a run of the flaky job fails. `report` / `trace_json`: an HTML
+    report / Chrome trace of the latest job, rewritten after each. Returns the process
+    exit code: 0 after a clean stop, also on SIGTERM.
     """
     import sys
 
@@ -277,6 +280,10 @@ def run_demo(
         cleanups: list[Callable[[], Any]] = []
         try:
             hooks, cleanups = _hooks(metrics_port, metrics_addr, otlp_endpoint, stream)
+            if report is not None or trace_json is not None:
+                from amorsize.report import ReportHook
+
+                hooks.append(ReportHook(report, trace_path=trace_json))
             deadline = None if duration is None else time.monotonic() + duration
 
             def go_on() -> bool:

@@ -229,13 +229,37 @@ def test_demo_dispatches_to_run_demo(
     assert main(["demo", "--duration", "2.5", "--metrics-port", "9999", "--metrics-addr",
                  "0.0.0.0", "--otlp-endpoint", "http://jaeger:4318", "--seed", "7"]) == 0
     assert main(["demo"]) == 0
+    assert main(["demo", "--report", "r.html", "--trace-json", "t.json"]) == 0
     assert calls == [
         {"duration": 2.5, "metrics_port": 9999, "metrics_addr": "0.0.0.0",
          "otlp_endpoint": "http://jaeger:4318", "seed": 7, "jobs": None,
-         "failure_rate": 0.35},
+         "failure_rate": 0.35, "report": None, "trace_json": None},
         {"duration": None, "metrics_port": 9464, "metrics_addr": "127.0.0.1",
-         "otlp_endpoint": None, "seed": None, "jobs": None, "failure_rate": 0.35},
+         "otlp_endpoint": None, "seed": None, "jobs": None, "failure_rate": 0.35,
+         "report": None, "trace_json": None},
+        {"duration": None, "metrics_port": 9464, "metrics_addr": "127.0.0.1",
+         "otlp_endpoint": None, "seed": None, "jobs": None, "failure_rate": 0.35,
+         "report": "r.html", "trace_json": "t.json"},
     ]
+
+
+def test_execute_writes_a_report_and_a_chrome_trace(
+    jobs: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(["execute", f"{jobs}:Tools.triple", "--data", "numbers.txt",
+                        "--report", "run.html", "--trace-json", "run.json"], capsys)
+    assert code == 0 and out.split() == [str(3 * i) for i in range(1, 21)]
+    assert "Tools.triple" in (tmp_path / "run.html").read_text()
+    trace = json.loads((tmp_path / "run.json").read_text())
+    chunks = [e for e in trace["traceEvents"] if e.get("ph") == "X" and "chunk" in e["cat"]]
+    assert sum(e["args"]["items"] for e in chunks) == 20
+
+
+def test_demo_writes_the_report_of_its_latest_job(tmp_path: Path) -> None:
+    report = tmp_path / "demo.html"
+    amorsize.demo.run_demo(duration=0.5, metrics_port=None, jobs=["cheap"], seed=1,
+                           report=str(report), out=open(os.devnull, "w"))  # noqa: SIM115
+    assert "cheap_item" in report.read_text()
 
 
 def test_python_dash_m_subprocess(jobs: str, tmp_path: Path) -> None:
