@@ -67,17 +67,85 @@ def time_mpire(func: Callable[[Any], Any], data: Sequence[Any]) -> float:
     return elapsed
 
 
+class RunRecorder:
+    """Hook callbacks that keep what one execute() reported: the decision, the plan
+    changes, every task as its worker measured it, and the outcome."""
+
+    def __init__(self) -> None:
+        from amorsize import HookEvent, HookManager
+
+        self.manager = HookManager()
+        self.decision: dict[str, Any] = {}
+        self.revisions: list[dict[str, Any]] = []
+        # [start (s after execute() began), worker-measured seconds, items, worker_id,
+        #  sampled, executor type of the plan when it was reported]
+        self.chunks: list[list[Any]] = []
+        self.outcome: dict[str, Any] = {}
+        self.manager.register(HookEvent.PRE_EXECUTE, self.pre)
+        self.manager.register(HookEvent.ON_PLAN_CHANGE, self.plan_change)
+        self.manager.register(HookEvent.ON_CHUNK_COMPLETE, self.chunk)
+        self.manager.register(HookEvent.POST_EXECUTE, self.post)
+
+    def pre(self, ctx: Any) -> None:
+        """PRE_EXECUTE: the first plan and what deciding it cost."""
+        self.decision = {
+            "executor_type": ctx.executor_type, "n_jobs": ctx.n_jobs,
+            "chunksize": ctx.chunksize, "estimated_speedup": ctx.estimated_speedup,
+            "optimization_seconds": ctx.metadata.get("optimization_seconds"),
+            "reason": ctx.metadata.get("reason"),
+        }
+
+    def plan_change(self, ctx: Any) -> None:
+        """ON_PLAN_CHANGE: a revised plan."""
+        self.revisions.append({
+            "at": ctx.elapsed_time, "executor_type": ctx.executor_type,
+            "n_jobs": ctx.n_jobs, "chunksize": ctx.chunksize,
+            "estimated_speedup": ctx.estimated_speedup,
+            "reason": ctx.metadata.get("reason"),
+        })
+
+    def chunk(self, ctx: Any) -> None:
+        """ON_CHUNK_COMPLETE: one task, timed by its worker."""
+        start = (ctx.chunk_started_at - ctx.run_started_at
+                 if ctx.chunk_started_at is not None and ctx.run_started_at else None)
+        self.chunks.append([start, ctx.chunk_time, ctx.chunk_size, ctx.worker_id,
+                            ctx.sampled, ctx.executor_type])
+
+    def post(self, ctx: Any) -> None:
+        """POST_EXECUTE: the first and final estimates and the achieved speedup."""
+        self.outcome = {
+            "status": ctx.status, "elapsed": ctx.elapsed_time,
+            "executor_type": ctx.executor_type, "n_jobs": ctx.n_jobs,
+            "first_estimated_speedup": ctx.first_estimated_speedup,
+            "final_estimated_speedup": ctx.estimated_speedup,
+            "actual_speedup": ctx.actual_speedup,
+            "parallel_efficiency": ctx.parallel_efficiency,
+            "worker_count": ctx.worker_count,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """Everything recorded, JSON-ready."""
+        kinds = [self.decision.get("executor_type")]
+        kinds += [r["executor_type"] for r in self.revisions]
+        return {"decision": self.decision, "revisions": self.revisions,
+                "chunks": self.chunks, "outcome": self.outcome,
+                "executor_types": kinds, "chose_threads": "thread" in kinds}
+
+
 def time_amorsize(func: Callable[[Any], Any], data: Sequence[Any]) -> dict[str, Any]:
     """amorsize.execute() end to end: first call in this fresh process (defaults), then a
-    repeat with keep_workers=True after an unmeasured call that kept its workers."""
+    repeat with keep_workers=True after an unmeasured call that kept its workers. The
+    first call's events are recorded (a few callbacks: microseconds in all)."""
     import amorsize
-    from amorsize.optimizer import WORKER_START_KEPT
+    from amorsize import execute  # imported before timing, like joblib and mpire
 
     out: dict[str, Any] = {}
     for label, keep in (("first", False), ("warm-up", True), ("repeat", True)):
+        recorder = RunRecorder() if label == "first" else None
+        hooks = recorder.manager if recorder is not None else None
         t0 = time.perf_counter()
-        results, opt = amorsize.execute(func, data, return_optimization_result=True,
-                                        keep_workers=keep)
+        results, opt = execute(func, data, hooks, return_optimization_result=True,
+                               keep_workers=keep)
         elapsed = time.perf_counter() - t0
         del results  # before the next call, as in the other methods' fresh processes
         if label == "warm-up":
@@ -88,14 +156,26 @@ def time_amorsize(func: Callable[[Any], Any], data: Sequence[Any]) -> dict[str, 
             "n_jobs": opt.n_jobs,
             "chunksize": opt.chunksize,
             "estimated_speedup": opt.estimated_speedup,
-            "predicted_seconds": opt.predicted_seconds,
-            "serial_seconds_estimate": opt.serial_seconds_estimate,
+            "final_estimated_speedup": opt.final_estimated_speedup,
+            "actual_speedup": opt.actual_speedup,
+            "revisions": len(opt.revisions),
             "optimization_seconds": opt.optimization_seconds,
-            "sampled_compute_seconds": opt.figures.get("sampled compute (s)", 0.0),
-            "worker_start_kept_seconds": opt.figures.get(WORKER_START_KEPT, 0.0),
+            "sampled_compute_seconds": opt.figures.sampled_compute_seconds or 0.0,
         }
+        if recorder is not None:
+            out[label]["events"] = recorder.summary()
     amorsize.shutdown_workers()
     return out
+
+
+def decide_under_load(func: Callable[[Any], Any], data: Sequence[Any]) -> dict[str, Any]:
+    """One automatic execute() (the run's threads check): which executors it chose."""
+    from amorsize import execute
+
+    recorder = RunRecorder()
+    t0 = time.perf_counter()
+    execute(func, data, recorder.manager)
+    return {"seconds": time.perf_counter() - t0, **recorder.summary()}
 
 
 def run_config(
@@ -221,6 +301,8 @@ def main(argv: list[str]) -> None:
         out = {"seconds": time_mpire(func, data)}
     elif method == "amorsize":
         out = time_amorsize(func, data)
+    elif method == "decide":
+        out = decide_under_load(func, data)
     elif method == "configs":
         times = [run_config(func, data, tuple(c), spec["cutoff"]) for c in spec["configs"]]
         out = {"times": times}
