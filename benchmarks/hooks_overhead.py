@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 import timeit
@@ -32,6 +33,17 @@ CHUNKSIZE = 250
 
 def _noop(ctx: HookContext) -> None:
     """A callback that does nothing."""
+
+
+class _ChunkCounter:
+    """A callback that only counts the tasks (the plan is revised while running, so the
+    first decision's chunksize no longer tells how many there were)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, ctx: HookContext) -> None:
+        self.count += 1
 
 
 def trigger_costs() -> dict[str, float]:
@@ -93,8 +105,9 @@ def execute_overhead(items: int, repeats: int, forced: bool) -> dict[str, Any]:
     decision.
     """
     noop = HookManager()
+    counter = _ChunkCounter()
     for event in HookEvent:
-        noop.register(event, _noop)
+        noop.register(event, counter if event is HookEvent.ON_CHUNK_COMPLETE else _noop)
     settings: dict[str, Any] = {"none": None, "noop": noop}
     hooks = integrations()
     if hooks is not None:
@@ -112,13 +125,15 @@ def execute_overhead(items: int, repeats: int, forced: bool) -> dict[str, Any]:
     for repeat in range(repeats):
         order = names[repeat % len(names):] + names[:repeat % len(names)]
         for name in order:
+            counted = counter.count
             t0 = time.perf_counter()
             c0 = time.process_time()
             _, decision = execute(fine, data, settings[name], return_optimization_result=True,
                                   **options)
             cpu[name].append(time.process_time() - c0)
             times[name].append(time.perf_counter() - t0)
-            chunks.append(-(-items // decision.chunksize))
+            if name == "noop":
+                chunks.append(counter.count - counted)
     medians = {name: statistics.median(values) for name, values in times.items()}
     cpu_medians = {name: statistics.median(values) for name, values in cpu.items()}
     return {
@@ -205,8 +220,10 @@ def main() -> None:
     """Measure and print the hook overhead section."""
     parser = argparse.ArgumentParser(description="amorsize hook overhead")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print the raw figures as JSON")
     args = parser.parse_args()
-    print(render(measure(quick=args.quick)))
+    result = measure(quick=args.quick)
+    print(json.dumps(result) if args.json else render(result))
 
 
 if __name__ == "__main__":
