@@ -164,6 +164,9 @@ def time_amorsize(func: Callable[[Any], Any], data: Sequence[Any]) -> dict[str, 
         }
         if recorder is not None:
             out[label]["events"] = recorder.summary()
+            # What the parent keeps if a later call never returns (it reads the last
+            # line it got before killing this process).
+            print(json.dumps({"first": out[label]}), flush=True)
     amorsize.shutdown_workers()
     return out
 
