@@ -4,6 +4,7 @@ grid-searched limit, on a quiet machine and with one busy loop per core beside i
     python -m benchmarks.run --quick                      # smoke run, 5-9 min on 2 cores
     python -m benchmarks.run --quick --workloads step     # one workload, about 1 min
     python -m benchmarks.run                              # full run, ~22 min on 2 cores
+                                                          # (estimated from its parts)
     python -m benchmarks.run --write-docs                 # full run, updates docs/
     python -m benchmarks.run --thorough --write-docs      # more repeats, finer grids
     python -m benchmarks.run --render build/benchmarks/benchmarks.json   # page only

@@ -100,7 +100,7 @@ def task_target(scopes: list[tuple[str, list[WorkloadRun]]], sums: dict[str, dic
     if not late:
         line = (f"- after the first {SETTLING_SECONDS:g} s of a run, no task longer than "
                 f"2 x target_chunk_duration ({limit:.2f} s): not measured (no recorded "
-                "task started after the first second)")
+                f"task started after {SETTLING_SECONDS:g} s)")
     else:
         where, task = max(candidates, key=lambda c: c[1]["seconds"])
         line = (f"- after the first {SETTLING_SECONDS:g} s of a run, no task longer than "
