@@ -246,6 +246,10 @@ class TaskFlow:
             self.next_index += len(results)
             yield results
 
+    def ready_now(self) -> bool:
+        """Whether the next results in input order are ready to hand on."""
+        return self.next_index in self.ready
+
     def pending_futures(self) -> list[Future[ChunkReport]]:
         """Futures still in flight (to cancel on failure)."""
         return list(self.in_flight)

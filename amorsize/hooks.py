@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any, Optional, Union
 
@@ -347,7 +347,8 @@ class HookManager:
                 ctx: Optional[HookContext] = None) -> None:
         """Call every callback of the event with the context, isolating failures.
 
-        `trigger(ctx)`, or `trigger(event, ctx)` (the event wins over `ctx.event`).
+        `trigger(ctx)`, or `trigger(event, ctx)`: the callbacks of `event` then get a
+        copy of `ctx` for that event, and the caller's `ctx` is left as it was.
         """
         if isinstance(event_or_ctx, HookContext):
             if ctx is not None:
@@ -357,13 +358,17 @@ class HookManager:
         elif isinstance(event_or_ctx, HookEvent):
             if ctx is None:
                 raise ValueError("context parameter must be provided with an event")
-            ctx.event = event_or_ctx
+            if ctx.event is not event_or_ctx:
+                ctx = replace(ctx, event=event_or_ctx)
         else:
             raise TypeError("First parameter must be HookEvent or HookContext, "
                             f"got {type(event_or_ctx).__name__}")
         dispatch = self._dispatch.get(ctx.event)
         if dispatch is None:
             return
+        # Counted before the callbacks run: registrations changing meanwhile may fold
+        # this entry into a plain number (_RETIRED_KEPT), which must include this call.
+        next(dispatch.ticks)
         event = ctx.event
         callbacks = dispatch.callbacks
         failures = 0
@@ -373,7 +378,6 @@ class HookManager:
             except Exception:
                 failures += 1
                 report_hook_failure(event, callback)
-        next(dispatch.ticks)
         if failures:
             with self._lock:
                 self._error_counts[event] += failures
@@ -500,11 +504,12 @@ def create_throughput_hook(
     return on_event
 
 
-def create_error_hook(callback: Callable[[BaseException, Optional[str]], None]) -> HookCallback:
-    """Build an ON_ERROR callback calling `callback(error, traceback_str)` when set."""
+def create_error_hook(callback: Callable[[BaseException, str], None]) -> HookCallback:
+    """Build an ON_ERROR callback calling `callback(error, traceback_str)` when an error
+    is set; `traceback_str` is "" when there is none (a cancelled run)."""
 
     def on_error(ctx: HookContext) -> None:
         if ctx.error is not None:
-            callback(ctx.error, ctx.error_traceback)
+            callback(ctx.error, ctx.error_traceback or "")
 
     return on_error

@@ -89,6 +89,12 @@ class ItemCosts:
             self._cpu += report.cpu_seconds
             self._could_run += could_run
             serial = could_run
+        uncontended = serial
+        if kind == "serial":
+            # Serial work in the calling process is the serial run itself: as long as
+            # it took, busy machine included (the achieved speedup of a serial run is
+            # then about 1, not the machine's load).
+            serial = report.duration
         self.items += done
         self.tasks += 1
         self.serial_seconds += serial
@@ -101,7 +107,7 @@ class ItemCosts:
             if report.result_bytes is not None:
                 self._bytes += report.result_bytes
                 self._byte_items += done
-        entry = _Entry(report.start_index, done, report.duration / done, serial / done)
+        entry = _Entry(report.start_index, done, report.duration / done, uncontended / done)
         recent = self._recent
         recent.append(entry)
         recent.sort(key=lambda e: e.start)

@@ -169,19 +169,26 @@ def _noop() -> None:
 
 
 def _wait_until_broken(executor: Executor) -> None:
-    """Wait until a process pool whose workers were killed says it is broken (its
-    submit() refuses with BrokenProcessPool), at most _BROKEN_WAIT_SECONDS."""
+    """Wait until a process pool whose workers were killed says it is broken, at most
+    _BROKEN_WAIT_SECONDS: submit a no-op and wait for it (a broken pool refuses it or
+    fails it with BrokenProcessPool; a surviving worker may run it: ask again).
+
+    The probe is never cancelled: Python 3.11's pool, once broken, sets an exception
+    on every pending future, and a cancelled one makes its manager thread die before
+    it has ended the workers.
+    """
+    from concurrent.futures import TimeoutError as FutureTimeout
     from concurrent.futures.process import BrokenProcessPool
 
     deadline = time.monotonic() + _BROKEN_WAIT_SECONDS
     while time.monotonic() < deadline:
         try:
             probe = executor.submit(_noop)
-        except BrokenProcessPool:
+            probe.result(timeout=max(0.0, deadline - time.monotonic()))
+        except (BrokenProcessPool, RuntimeError, FutureTimeout):
+            return  # broken, already shut down, or given up
+        except Exception:
             return
-        except RuntimeError:  # already shut down
-            return
-        probe.cancel()
         time.sleep(0.01)
 
 

@@ -266,6 +266,9 @@ class Run:
                 self._run_here(lane, flow, sizer, publisher)
             else:
                 self._submit(lane, flow, sizer, total, publisher)
+                if not flow.in_flight and not flow.done and not flow.ready_now():
+                    raise RuntimeError("amorsize: no task in flight and no result ready, "
+                                       "but the input is not done (please report this)")
                 for report in flow.collect():
                     self._note_start(report, lane)
                     publisher.chunk(report)
@@ -320,12 +323,14 @@ class Run:
 
     def _submit(self, lane: Lane, flow: TaskFlow, sizer: policy.TaskSizer,
                 total: Optional[int], publisher: RunPublisher) -> None:
-        """Hand out tasks until the lane has two per worker in flight."""
+        """Hand out tasks until the lane has two per worker in flight. Items a worker
+        handed back go out even when finished results fill the window: those results
+        wait for exactly these items."""
         assert lane.pool is not None
         per_item = self.costs.per_item()
         exact = True
-        while (flow.has_room and flow.in_flight_on(lane.pool) < 2 * lane.workers
-               and not flow.cursor.empty):
+        while (not flow.cursor.empty and flow.in_flight_on(lane.pool) < 2 * lane.workers
+               and (flow.has_room or flow.cursor.given_back)):
             size = sizer.next_size(self.costs, flow.cursor.handed_out)
             if not flow.submit(lane.pool, lane.task_function, size, sizer.budget,
                                sizer.first_step(self.costs), exact):

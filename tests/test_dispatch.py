@@ -1,0 +1,96 @@
+"""The mechanism: handing out the input, results in order, items handed back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from typing import Any
+
+from amorsize import policy, pools
+from amorsize.arguments import RunOptions
+from amorsize.dispatch import InputCursor, TaskFlow
+from amorsize.hooks import RunHooks
+from amorsize.lanes import Lane
+from amorsize.publisher import RunIdentity, RunPublisher
+from amorsize.run import Run
+from amorsize.worker import run_task
+
+
+class Recorder(Executor):
+    """An executor that keeps what it was given and runs nothing (futures stay pending)."""
+
+    def __init__(self) -> None:
+        self.submitted: list[tuple[Any, ...]] = []
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        self.submitted.append(args)
+        return Future()
+
+
+class Inline(Executor):
+    """Runs each task at once, in the caller's thread."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+def test_a_list_or_range_is_handed_out_in_slices_and_an_iterator_in_lists() -> None:
+    cursor = InputCursor(range(10), 2)
+    assert cursor.take(3, as_list=False) == (2, range(2, 5))
+    assert cursor.take(3) == (5, [5, 6, 7])
+    assert cursor.take(5) == (8, [8, 9]) and cursor.exhausted
+    assert cursor.take(1) is None and cursor.empty
+    stream = InputCursor(iter([]), 0, rest=iter("abc"))
+    assert stream.take(2) == (0, ["a", "b"]) and stream.take(2) == (2, ["c"])
+
+
+def test_handed_back_items_go_out_first_and_are_split_to_size() -> None:
+    cursor = InputCursor(list(range(20)), 0)
+    cursor.take(10)
+    cursor.give_back(4, [4, 5, 6, 7, 8, 9])
+    assert cursor.handed_out == 4
+    assert cursor.take(4) == (4, [4, 5, 6, 7])
+    assert cursor.take(4) == (8, [8, 9])
+    assert cursor.take(4) == (10, [10, 11, 12, 13])
+
+
+def test_results_come_back_in_input_order_whatever_order_tasks_finish() -> None:
+    flow = TaskFlow(InputCursor(list(range(9)), 0), window=10)
+    pool = pools.external_pool(Inline(), 3)
+    while flow.submit(pool, abs, 3, 0.0, 1, True):
+        pass
+    reports = flow.collect()
+    assert sorted(r.start_index for r in reports) == [0, 3, 6]
+    assert [x for part in flow.results() for x in part] == list(range(9))
+    assert flow.done
+
+
+def test_a_task_stopped_early_gives_its_rest_back() -> None:
+    flow = TaskFlow(InputCursor(list(range(6)), 0), window=10)
+    report = run_task(abs, 0, flow.next_chunk_id(), [0, 1, 2, 3], portable=False)
+    report.done, report.results, report.stopped_early = 2, [0, 1], True
+    flow.accept(report, [0, 1, 2, 3])
+    assert list(flow.cursor.given_back) == [(2, [2, 3])]
+    assert list(flow.results()) == [[0, 1]]
+
+
+def test_items_handed_back_go_out_even_when_waiting_results_fill_the_window() -> None:
+    # Found by the benchmark: a task stopped early, the tasks after it finished and
+    # filled the window with results that wait for exactly the items handed back.
+    run = Run(abs, range(100), RunHooks(), RunOptions(executor=Recorder()))
+    recorder = Recorder()
+    lane = Lane("external", 2, pools.external_pool(recorder, 2), abs)
+    flow = TaskFlow(InputCursor(list(range(100)), 0), window=4)
+    flow.cursor.take(40)
+    flow.cursor.give_back(10, list(range(10, 20)))
+    for start in (20, 25, 30, 35):
+        flow.ready[start] = list(range(start, start + 5))
+    flow.next_index = 10
+    assert not flow.has_room
+    sizer = policy.TaskSizer(target_chunk_duration=0.2, workers=2, task_overhead=0.0,
+                             total_items=100, fixed_chunksize=10)
+    publisher = RunPublisher(RunHooks(), RunIdentity("x", "f", 0.0, 0.0), total_items=100)
+    run._submit(lane, flow, sizer, 100, publisher)
+    assert recorder.submitted and recorder.submitted[0][3] == list(range(10, 20))
