@@ -209,7 +209,9 @@ def test_demo_stops_cleanly_on_ctrl_c(
     demo_and_prometheus: tuple[subprocess.Popen[str], PrometheusServer],
 ) -> None:
     demo, prometheus = demo_and_prometheus
-    prometheus.wait_for("amorsize_build_info == 1", timeout=60)
+    # Stop it once the heavy job has run, so its line is there to check.
+    prometheus.wait_for('amorsize_executions_total{function="amorsize.demo:heavy_item"} > 0',
+                        timeout=120)
     demo.send_signal(signal.SIGINT)
     output, _ = demo.communicate(timeout=60)
     assert demo.returncode == 0, output
