@@ -18,6 +18,8 @@ import amorsize.demo
 from amorsize.cli import main
 from tests.otlp_receiver import OTLPReceiver
 
+REPO = Path(__file__).resolve().parent.parent
+
 JOBS = textwrap.dedent(
     """
     import os
@@ -257,8 +259,11 @@ def test_execute_writes_a_report_and_a_chrome_trace(
 
 def test_demo_writes_the_report_of_its_latest_job(tmp_path: Path) -> None:
     report = tmp_path / "demo.html"
-    amorsize.demo.run_demo(duration=0.5, metrics_port=None, jobs=["cheap"], seed=1,
-                           report=str(report), out=open(os.devnull, "w"))  # noqa: SIM115
+    done = subprocess.run(
+        [sys.executable, "-m", "amorsize", "demo", "--duration", "0.5", "--metrics-port",
+         "0", "--jobs", "cheap", "--seed", "1", "--report", str(report)],
+        cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
     assert "cheap_item" in report.read_text()
 
 
