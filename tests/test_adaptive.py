@@ -1,0 +1,106 @@
+"""Adaptive execution with real pools: what the plan becomes, never how long it took.
+
+The decisions here rest on properties large enough that no machine load flips them: a
+function that only computes is never read as one that waits, whatever the start
+method and however busy the machine; items that turn a hundred times dearer along
+the input move a serial run to a pool.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from amorsize import HookEvent, HookManager, execute, system
+from tests.workloads import spin
+
+METHODS = [m for m in ("fork", "forkserver", "spawn")
+           if m in multiprocessing.get_all_start_methods()]
+
+
+def cpu_bound(x: int) -> int:
+    """About 2 ms of pure-Python computing, no waiting."""
+    return spin(x, 40_000)
+
+
+def rising(x: int) -> int:
+    """Cheap at first; from item 20 on about a hundred times dearer."""
+    return spin(x, 200 if x < 20 else 40_000)
+
+
+def plans(hooks: HookManager) -> list[str]:
+    """A recorder of the executor of every plan a run had (first, then revisions)."""
+    seen: list[str] = []
+    hooks.register(HookEvent.PRE_EXECUTE, lambda ctx: seen.append(ctx.executor_type))
+    hooks.register(HookEvent.ON_PLAN_CHANGE, lambda ctx: seen.append(ctx.executor_type))
+    return seen
+
+
+@pytest.fixture
+def busy_machine() -> Iterator[None]:
+    """One busy loop per core beside the test."""
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            for _ in range(os.cpu_count() or 1)]
+    try:
+        yield
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("method", METHODS)
+def test_a_computing_function_never_goes_to_threads_whatever_the_start_method(
+        method: str, no_leftover_children: None) -> None:
+    hooks = HookManager()
+    seen = plans(hooks)
+    results = execute(cpu_bound, range(300), hooks,
+                      mp_context=multiprocessing.get_context(method))
+    assert results == [cpu_bound(x) for x in range(300)]
+    assert "thread" not in seen, seen
+    if system.usable_cores() >= 2:
+        assert "process" in seen, seen
+
+
+@pytest.mark.timeout(180)
+def test_a_computing_function_never_goes_to_threads_on_a_busy_machine(
+        busy_machine: None, no_leftover_children: None) -> None:
+    for _ in range(3):
+        hooks = HookManager()
+        seen = plans(hooks)
+        assert execute(cpu_bound, range(60), hooks) == [cpu_bound(x) for x in range(60)]
+        assert "thread" not in seen, seen
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.skipif(system.usable_cores() < 2, reason="a pool cannot pay on one core")
+def test_items_that_turn_dear_move_a_serial_run_to_a_pool(
+        no_leftover_children: None) -> None:
+    hooks = HookManager()
+    seen = plans(hooks)
+    reasons: list[Any] = []
+    hooks.register(HookEvent.ON_PLAN_CHANGE, lambda ctx: reasons.append(ctx.metadata))
+    results = execute(rising, range(400), hooks)
+    assert results == [rising(x) for x in range(400)]
+    assert seen[0] == "serial" and seen[-1] == "process", seen
+    assert any("dear enough for a pool" in r.get("reason", "") for r in reasons), reasons
+
+
+@pytest.mark.timeout(120)
+def test_a_waiting_function_goes_to_threads_and_many_of_them(
+        no_leftover_children: None) -> None:
+    from tests.workloads import nap
+
+    hooks = HookManager()
+    seen = plans(hooks)
+    workers: list[int] = []
+    hooks.register(HookEvent.PRE_EXECUTE, lambda ctx: workers.append(ctx.n_jobs))
+    assert execute(nap, range(200), hooks) == list(range(200))
+    assert seen[0] == "thread" and workers[0] > system.usable_cores()
