@@ -25,7 +25,7 @@ from typing import Any, Optional
 
 from amorsize.errors import TaskTimeoutError, WorkerDiedError, items_text
 from amorsize.pools import ManagedPool
-from amorsize.worker import ChunkReport, TaskFunction, run_task
+from amorsize.worker import ChunkReport, TaskFunction, first_unpicklable, run_task
 
 # Iterator input is taken in lists of at most this many items at a time, so a task of
 # cheap items in the calling process does not hold a huge copy of the input.
@@ -152,7 +152,7 @@ class TaskFlow:
             try:
                 payload = pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
             except Exception as error:
-                bad = _first_unpicklable(items)
+                bad = first_unpicklable(items)
                 raise TypeError(
                     f"worker processes need picklable input items: the item at input "
                     f"position {start + bad} cannot be pickled ({error}); make the items "
@@ -261,15 +261,6 @@ class TaskFlow:
     def in_flight_items(self) -> int:
         """Items in tasks in flight."""
         return sum(len(task.items) for task in self.in_flight.values())
-
-
-def _first_unpicklable(items: list[Any]) -> int:
-    for index, item in enumerate(items):
-        try:
-            pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception:
-            return index
-    return 0
 
 
 def window_for(workers: int, max_in_flight: Optional[int]) -> int:

@@ -63,7 +63,7 @@ class StartBoard:
         with self.claim_lock:
             for slot in range(self.slots):
                 pid = int(cells[slot * _SLOT_FIELDS])
-                if pid <= 0 or not _alive(pid):
+                if pid <= 0 or not alive(pid):
                     cells[slot * _SLOT_FIELDS + 1] = -1
                     cells[slot * _SLOT_FIELDS] = os.getpid()
                     return slot
@@ -144,12 +144,13 @@ def _watch_parent(parent_pid: int, first_ppid: int) -> None:
                 sentinel = None
         else:
             time.sleep(WATCH_INTERVAL)
-        if os.getppid() != first_ppid or not _alive(parent_pid):
+        if os.getppid() != first_ppid or not alive(parent_pid):
             break
     os._exit(1)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process `pid` exists (a zombie counts as existing)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -172,7 +173,7 @@ def init_worker(parent_pid: int, use_death_signal: bool, cores: int,
     # client), or by the parent's main thread: the signal then means what it says.
     if use_death_signal or first_ppid != parent_pid:
         _set_parent_death_signal()
-    if not _alive(parent_pid):  # died before the signal was armed
+    if not alive(parent_pid):  # died before the signal was armed
         os._exit(1)
     threading.Thread(target=_watch_parent, args=(parent_pid, first_ppid),
                      name="amorsize-lifeline", daemon=True).start()

@@ -129,7 +129,7 @@ class ManagedPool:
         """Not broken, and every worker process that started is alive."""
         if self.broken:
             return False
-        return all(_alive(pid) for pid in self.worker_pids())
+        return all(lifeline.alive(pid) for pid in self.worker_pids())
 
     def kill_worker(self, pid: int) -> None:
         """End one worker process now (a hung task)."""
@@ -190,16 +190,6 @@ def _wait_until_broken(executor: Executor) -> None:
         except Exception:
             return
         time.sleep(0.01)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 def _kill(pid: int) -> None:

@@ -258,7 +258,7 @@ def run_task(
         try:
             payload = pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
-            bad = _first_unpicklable(results)
+            bad = first_unpicklable(results)
             error_tb = traceback.format_exc()
             error = portable_exception(exc)
             error_index, payload = bad, []
@@ -288,9 +288,9 @@ def run_task(
     )
 
 
-def _first_unpicklable(results: list[Any]) -> int:
-    """Index of the first result that cannot be pickled (a failure path only)."""
-    for index, value in enumerate(results):
+def first_unpicklable(values: list[Any]) -> int:
+    """Index of the first value that cannot be pickled (a failure path only)."""
+    for index, value in enumerate(values):
         try:
             pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:
