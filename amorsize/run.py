@@ -1,12 +1,10 @@
 """One execute() call: decide how to start, run the tasks, keep deciding, publish.
 
 The decision path, in order:
-1. **Start.** In automatic mode (no executor fixed) the first items run in the calling
-   process (the dry run, `sampling`): a function too cheap for any pool is found out
-   without starting one, and the cost model (`optimizer.decide`) picks the executor
-   and the worker count. With an executor fixed (`executor_type=`, `executor=`) or a
-   warm pool kept for this function, nothing runs in the calling process: the pool's
-   first tasks are small probes.
+1. **Start** (`start.decide_start`). In automatic mode the first items run in the
+   calling process (the dry run) and the cost model picks the executor and the worker
+   count; with an executor fixed or a warm pool kept for the function, nothing runs in
+   the calling process and the pool's first tasks are small probes.
 2. **Run.** Tasks are sized from what the workers measured (`policy.TaskSizer`),
    handed out and taken back by `dispatch.TaskFlow`.
 3. **Revise.** From the reports, `policy.review_executor` may move the remaining items
@@ -25,24 +23,24 @@ from collections.abc import Callable, Generator, Iterable
 from dataclasses import replace
 from typing import Any, Optional
 
-from amorsize import costmodel, policy, pools, system, warm_pool
+from amorsize import costmodel, policy, start, system
 from amorsize.arguments import RunOptions
 from amorsize.dispatch import InputCursor, TaskFailed, TaskFlow, window_for
 from amorsize.errors import ExecutionCancelled, WorkerTraceback, name_the_item
 from amorsize.hooks import RunHooks
-from amorsize.lanes import Lane, close_lane, open_lane, task_function
+from amorsize.lanes import Lane, close_lane, open_lane
 from amorsize.names import STATUS_CANCELLED, STATUS_ERROR, STATUS_SUCCESS, function_label
-from amorsize.optimizer import OptimizationResult, PlanRevision, decide
+from amorsize.optimizer import OptimizationResult, PlanRevision
 from amorsize.publisher import RunIdentity, RunPublisher
-from amorsize.sampling import Sample, known_length, take_sample
+from amorsize.sampling import Sample, known_length
 from amorsize.signals import Terminated, end_as_sigterm, sigterm_cancels_run
-from amorsize.worker import ChunkReport, FunctionPayload, run_task, worker_identity
+from amorsize.worker import ChunkReport, run_task, worker_identity
 
 # Tasks in the calling process (serial) aim at this much work at least: they only set
 # how often progress is reported and the plan reviewed.
 SERIAL_TASK_SECONDS = 0.5
-# Items cheaper than this run as a comprehension in the calling process (the index of
-# a failing item is then known to within its slice only).
+# Items cheaper than this run as a comprehension in the calling process (a failing
+# item is then found from the traceback, where it can be).
 EXACT_BELOW_SECONDS = 2e-6
 # execute_iter() in the calling process: most results one task holds at once.
 STREAMING_SERIAL_CHUNK = 65_536
@@ -154,68 +152,12 @@ class Run:
         o = self.options
         method = (o.mp_context.get_start_method() if o.mp_context is not None
                   else system.start_method())
-        machine = self.machine = system.machine_costs(method)
-        fixed = self._fixed_plan(total, machine, method)
-        if fixed is not None:
-            fixed.optimization_seconds = time.perf_counter() - started
-            return fixed, None
-        sample = take_sample(self.func, self.data, o.sample_size)
-        optimization = decide(
-            sample, target_chunk_duration=o.target_chunk_duration, n_jobs=o.n_jobs,
-            total_items=total, min_speedup=o.min_speedup, machine=machine,
-            spent_seconds=time.perf_counter() - started, start_method=method)
-        if o.chunksize is not None:
-            optimization.chunksize = o.chunksize
-        optimization.optimization_seconds = time.perf_counter() - started - (
-            sample.compute_seconds)
-        self.costs.prior = sample.workload(1)
+        self.machine = system.machine_costs(method)
+        optimization, sample = start.decide_start(self.func, self.data, o, total,
+                                                  self.machine, method, started)
+        if sample is not None:
+            self.costs.prior = sample.workload(1)
         return optimization, sample
-
-    def _fixed_plan(self, total: Optional[int], machine: costmodel.MachineCosts,
-                    method: str) -> Optional[OptimizationResult]:
-        """The plan when nothing may run in the calling process (an executor fixed, or
-        workers kept warm for this function), or serial was fixed; None: decide."""
-        o = self.options
-        kind, workers, reason = None, o.n_jobs, ""
-        warnings: list[str] = []
-        if o.executor is not None:
-            kind = pools.executor_kind(o.executor)
-            workers = o.n_jobs or _executor_workers(o.executor)
-            if workers is None:
-                workers = machine.cores
-                warnings.append(f"could not ask the executor how many workers it has; "
-                                f"assumed {workers} (pass n_jobs=)")
-            reason = "The caller's executor runs every item"
-        elif o.executor_type is not None:
-            kind, reason = o.executor_type, f"executor_type={o.executor_type!r} was fixed"
-        elif o.n_jobs == 1:
-            kind, reason = "serial", "n_jobs=1 was fixed"
-        elif o.keep_workers:
-            warm = warm_pool.idle_workers(self.func, o.n_jobs, method)
-            if warm is not None:
-                kind, workers = "process", warm
-                reason = "The workers kept warm for this function run every item"
-        if kind is None:
-            return None
-        if workers is None:
-            workers = (1 if kind == "serial" else machine.cores if kind == "process"
-                       else min(costmodel.MAX_THREADS, machine.cores + 4))
-        if total is not None:
-            workers = max(1, min(workers, total))
-        by_value = False
-        if kind in ("process", "external"):
-            by_value = isinstance(task_function(self.func, kind), FunctionPayload)
-            if by_value:
-                warnings.append("the function cannot be pickled by reference (lambda, "
-                                "closure or local function); it is sent to the workers "
-                                "with cloudpickle")
-        return OptimizationResult(
-            n_jobs=workers, chunksize=o.chunksize or 0, executor_type=kind,
-            estimated_speedup=math.nan, total_items=total, warnings=warnings,
-            use_cloudpickle=by_value,
-            reason=f"{reason}; nothing runs in the calling process, and tasks are sized "
-                   "from what the workers measure." if kind != "serial" else
-                   f"{reason}: every item runs in the calling process.")
 
     def _failed_while_deciding(self, failure: BaseException, publisher: RunPublisher,
                                total: Optional[int], started: float) -> None:
@@ -442,32 +384,6 @@ def _move_reason(kind: str, plan: costmodel.Plan, share: Optional[float]) -> str
                 f"{waits:.0f}% of its time")
     return (f"moved to {target}: the threads saturated the GIL with a function that "
             "computes")
-
-
-def _executor_workers(executor: Any) -> Optional[int]:
-    """How many workers a caller's executor has, where it can tell, else None.
-
-    concurrent.futures pools have no public attribute for it (their `_max_workers` is
-    read); a dask.distributed executor is asked through one task that reads the
-    cluster's thread count where it runs (dask's executor has no public client).
-    """
-    count = getattr(executor, "_max_workers", None)
-    if isinstance(count, int) and count > 0:
-        return count
-    if type(executor).__module__.startswith("distributed"):
-        try:
-            threads = executor.submit(_dask_cluster_threads).result(timeout=30)
-        except Exception:
-            return None
-        return threads if isinstance(threads, int) and threads > 0 else None
-    return None
-
-
-def _dask_cluster_threads() -> int:
-    """Run on a dask worker: the cluster's worker threads."""
-    from distributed import get_client
-
-    return max(1, sum(get_client().nthreads().values()))
 
 
 def _sample_report(sample: Sample, sampled: bool) -> ChunkReport:
