@@ -206,15 +206,18 @@ class _Dispatch:
     """The callbacks of one event as registered at one time, and how often they ran.
 
     trigger() counts with `next(ticks)`, atomic without a lock. `triggers()` reads the
-    count by taking a tick too, and subtracts the ticks taken by reads.
+    count by taking a tick too, and subtracts the ticks taken by reads. Once `fold()`ed
+    into the manager's plain number, a trigger that ticks later adds its calls itself.
     """
 
-    __slots__ = ("callbacks", "ticks", "_reads")
+    __slots__ = ("callbacks", "ticks", "_reads", "folded", "_counted")
 
     def __init__(self, callbacks: tuple[HookCallback, ...]) -> None:
         self.callbacks = callbacks
         self.ticks = itertools.count()
         self._reads = 0
+        self.folded = False
+        self._counted = 0
 
     def triggers(self) -> int:
         """How often these callbacks were triggered (call under the manager's lock)."""
@@ -222,10 +225,21 @@ class _Dispatch:
         self._reads += 1
         return value
 
+    def fold(self) -> int:
+        """Calls to add to the manager's plain number now (call under its lock)."""
+        self.folded = True  # first: a trigger that ticks after the reading below sees it
+        return self.uncounted()
+
+    def uncounted(self) -> int:
+        """Calls not yet added to the manager's plain number (call under its lock)."""
+        triggers = self.triggers()
+        added, self._counted = triggers - self._counted, triggers
+        return len(self.callbacks) * added
+
 
 # Replaced dispatch entries kept (their triggers counted on demand) before the oldest
-# are folded into a plain number: a trigger still running on an entry replaced a
-# moment ago is then counted too.
+# are folded into a plain number; a trigger still running on a folded entry counts
+# its calls itself when it ends.
 _RETIRED_KEPT = 32
 
 
@@ -249,8 +263,7 @@ class HookManager:
             retired = self._retired[event]
             retired.append(old)
             while len(retired) > _RETIRED_KEPT:
-                oldest = retired.pop(0)
-                self._folded_calls[event] += len(oldest.callbacks) * oldest.triggers()
+                self._folded_calls[event] += retired.pop(0).fold()
         if callbacks:
             self._callbacks[event] = callbacks
             self._dispatch[event] = _Dispatch(callbacks)
@@ -366,9 +379,6 @@ class HookManager:
         dispatch = self._dispatch.get(ctx.event)
         if dispatch is None:
             return
-        # Counted before the callbacks run: registrations changing meanwhile may fold
-        # this entry into a plain number (_RETIRED_KEPT), which must include this call.
-        next(dispatch.ticks)
         event = ctx.event
         callbacks = dispatch.callbacks
         failures = 0
@@ -378,6 +388,10 @@ class HookManager:
             except Exception:
                 failures += 1
                 report_hook_failure(event, callback)
+        next(dispatch.ticks)
+        if dispatch.folded:  # replaced and folded while the callbacks ran: count them now
+            with self._lock:
+                self._folded_calls[event] += dispatch.uncounted()
         if failures:
             with self._lock:
                 self._error_counts[event] += failures
