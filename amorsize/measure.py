@@ -75,13 +75,20 @@ def thread_clock() -> tuple[float, float]:
     return time.thread_time(), handle.run_delay()
 
 
+def could_run(cpu_seconds: float, wall_seconds: float, run_delay_seconds: float) -> float:
+    """Seconds the thread could run: wall time less run-queue wait, at least the CPU
+    time it did run and at most the wall time. (The wait is read just outside the
+    timed span: for a tiny span on a busy machine it can exceed it.)"""
+    return min(wall_seconds, max(wall_seconds - run_delay_seconds, cpu_seconds, 0.0))
+
+
 def cpu_share(cpu_seconds: float, wall_seconds: float, run_delay_seconds: float) -> float:
     """Share of the time the function could run that it spent computing, 0 to 1.
 
     Time spent runnable but not running (run delay) is left out: a busy machine does
     not make a computing function look like a waiting one.
     """
-    could_run = wall_seconds - run_delay_seconds
-    if could_run <= 0 or cpu_seconds <= 0:
+    runnable = could_run(cpu_seconds, wall_seconds, run_delay_seconds)
+    if runnable <= 0 or cpu_seconds <= 0:
         return 1.0 if cpu_seconds > 0 else 0.0
-    return min(1.0, cpu_seconds / could_run)
+    return min(1.0, cpu_seconds / runnable)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from amorsize import costmodel
+from amorsize.measure import could_run as runnable
 from amorsize.measure import cpu_share
 from amorsize.worker import SLICES_PER_BUDGET, ChunkReport
 
@@ -76,7 +77,7 @@ class ItemCosts:
         done = report.done
         if done <= 0:
             return
-        could_run = max(report.duration - report.run_delay, 0.0)
+        could_run = runnable(report.cpu_seconds, report.duration, report.run_delay)
         if kind == "thread" and self.gil:
             self._thread_cpu += report.cpu_seconds
             self._thread_could_run += could_run
@@ -218,7 +219,8 @@ class TaskSizer:
         if per_item is None or per_item <= 0:
             return None
         smallest = math.ceil(costmodel.MIN_TASK_OVERHEAD_RATIO * self.task_overhead / per_item)
-        return max(1, int(self.target / per_item), smallest)
+        size = max(1, int(self.target / per_item), smallest)
+        return size if self.total_items is None else min(size, max(1, self.total_items))
 
     def first_step(self, costs: ItemCosts) -> int:
         """Items in a task's first slice (see worker.run_task): about budget /

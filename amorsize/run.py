@@ -61,6 +61,7 @@ class Run:
         self.final_estimate: Optional[float] = None
         self.started = time.perf_counter()
         self.published_chunksize = 0
+        self.tasks_at_publication = 0
         self.machine: costmodel.MachineCosts = costmodel.MachineCosts(1, 0, 0.0, 0.0, 0.0)
 
     # ------------------------------------------------------------------ the run
@@ -206,6 +207,9 @@ class Run:
         while not flow.done:
             if lane.kind == "serial":
                 self._run_here(lane, flow, sizer, publisher)
+                # The task size of a serial run only sets how often it reports: carried
+                # in the events, not a plan change of its own.
+                publisher.chunksize = sizer.planned_size(self.costs) or publisher.chunksize
             else:
                 self._submit(lane, flow, sizer, total, publisher)
                 if not flow.in_flight and not flow.done and not flow.ready_now():
@@ -340,13 +344,14 @@ class Run:
                           total: Optional[int], publisher: RunPublisher) -> None:
         """A plan change when the task size the measured cost asks for moved 2x or
         more from the one last published (the first tasks, probes, aside)."""
-        if sizer.fixed or self.costs.tasks < lane.workers:
-            return
+        if sizer.fixed or self.costs.tasks < self.tasks_at_publication + max(4, 2 * lane.workers):
+            return  # a few tasks between changes: noise never makes the plan flap
         planned = sizer.planned_size(self.costs)
         published = self.published_chunksize
         if planned is None or (published / 2 < planned < published * 2):
             return
         self.published_chunksize = planned
+        self.tasks_at_publication = self.costs.tasks
         near = f"tasks of {planned} items keep them near {sizer.target:g} s"
         reason = (f"the workers measured the items: {near}" if not published else
                   f"the items now cost {_ratio(planned, published)} what was planned: {near}")

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from amorsize import costmodel
-from amorsize.measure import cpu_share, thread_clock
+from amorsize.measure import could_run, cpu_share, thread_clock
 
 # An item at least this slow (not the first, which warms up) ends the sample: the
 # workers measure the rest.
@@ -85,7 +85,8 @@ class Sample:
         timed = self._timed()
         if not timed:
             return 0.0
-        return sum(max(m.wall_seconds - m.run_delay, 0.0) for m in timed) / len(timed)
+        return sum(could_run(m.cpu_seconds, m.wall_seconds, m.run_delay)
+                   for m in timed) / len(timed)
 
     @property
     def item_seconds_cv(self) -> float:

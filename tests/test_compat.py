@@ -29,6 +29,7 @@ from amorsize import (
     execute,
     execute_iter,
     optimize,
+    system,
 )
 from amorsize.hooks import RunHooks
 from amorsize.publisher import RunIdentity, RunPublisher
@@ -322,10 +323,8 @@ def test_a_two_worker_process_run_reports_two_workers(fixed: bool, tmp_path: Pat
     results, decision = execute(func, range(200), manager, n_jobs=2,
                                 return_optimization_result=True, **options)
     assert results == [spin(x, 60_000) for x in range(200)]
-    if not fixed and decision.executor_type != "process":
-        # On a loaded machine the dry run can still mis-measure the item time (run-queue
-        # wait read outside the timed span): the case this test is about did not occur.
-        pytest.skip(f"the dry run chose {decision.executor_type}, not processes")
+    if not fixed and system.usable_cores() < 2 and decision.executor_type != "process":
+        pytest.skip("on one core, two threads are as right as two processes")
     assert decision.executor_type == "process"
     assert all(c.executor_type == "process" for c in recorder.seen)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from amorsize.measure import run_delay_known
+from amorsize.measure import could_run, run_delay_known
 from amorsize.sampling import (
     SAMPLE_BUDGET_SECONDS,
     SLOW_ITEM_SECONDS,
@@ -232,7 +232,8 @@ def test_a_fast_call_is_traced_once_and_left_out_of_the_timing() -> None:
     assert traced == expected
     timed = [m for i, m in enumerate(sample.measurements) if i != 0 and not m.traced]
     assert sample.mean_item_seconds == pytest.approx(
-        sum(m.wall_seconds - m.run_delay for m in timed) / len(timed))
+        sum(could_run(m.cpu_seconds, m.wall_seconds, m.run_delay) for m in timed)
+        / len(timed))
 
 
 def test_sleeping_function_has_a_low_cpu_share() -> None:
@@ -288,12 +289,14 @@ def test_statistics_exclude_the_first_item_when_there_are_others() -> None:
     sample = take_sample(square, range(5), 5)
     timed = [m for i, m in enumerate(sample.measurements) if i != 0 and not m.traced]
     assert sample.mean_item_seconds == pytest.approx(
-        sum(m.wall_seconds - m.run_delay for m in timed) / len(timed))
+        sum(could_run(m.cpu_seconds, m.wall_seconds, m.run_delay) for m in timed)
+        / len(timed))
     assert sample.compute_seconds == pytest.approx(
         sum(m.wall_seconds for m in sample.measurements))
     single = take_sample(square, [7], 5)
     only = single.measurements[0]
-    assert single.mean_item_seconds == pytest.approx(only.wall_seconds - only.run_delay)
+    assert single.mean_item_seconds == pytest.approx(
+        could_run(only.cpu_seconds, only.wall_seconds, only.run_delay))
     assert single.item_seconds_cv == 0.0
 
 
