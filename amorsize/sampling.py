@@ -190,10 +190,10 @@ def take_sample(func: Callable[[Any], Any], data: Iterable[Any], sample_size: in
     # The first pickling in a process takes 5-10x longer than the next: do it untimed.
     pickle.loads(pickle.dumps(0, protocol=pickle.HIGHEST_PROTOCOL))
     wall_start = time.time()
+    timed: Optional[ItemMeasurement] = None  # the last item after the first, untraced
     for index in range(sample_size):
-        untraced = [m for m in measurements[1:] if not m.traced]
-        if untraced and (untraced[-1].wall_seconds >= SLOW_ITEM_SECONDS
-                         or compute >= SAMPLE_BUDGET_SECONDS):
+        if timed is not None and (timed.wall_seconds >= SLOW_ITEM_SECONDS
+                                  or compute >= SAMPLE_BUDGET_SECONDS):
             break
         try:
             item = next(iterator)
@@ -232,7 +232,7 @@ def take_sample(func: Callable[[Any], Any], data: Iterable[Any], sample_size: in
         compute += t1 - t0
         cpu_total += cpu1 - cpu0
         delay_total += delay1 - delay0
-        measurements.append(ItemMeasurement(
+        measurements.append(measured := ItemMeasurement(
             wall_seconds=t1 - t0, cpu_seconds=cpu1 - cpu0, run_delay=delay1 - delay0,
             input_bytes=None if input_data is None else len(input_data),
             input_pickle_seconds=input_seconds,
@@ -240,6 +240,8 @@ def take_sample(func: Callable[[Any], Any], data: Iterable[Any], sample_size: in
             result_pickle_seconds=result_seconds,
             result_unpickle_seconds=unpickle_seconds or 0.0, traced=trace_memory,
         ))
+        if index > 0 and not trace_memory:
+            timed = measured
     return Sample(
         items=items, results=results, measurements=measurements, rest=iterator,
         total_items=total, peak_memory_bytes=peak,
