@@ -1,15 +1,12 @@
 """End to end: a real execute() writes a report, opened in Chromium.
 
-NEEDS THE NEW CORE. These tests run a real job through amorsize.execute(), so they
-need the run-scoped hooks of the event contract (`Hook.start_run()` returning a
-`RunObserver`) and, for the second, `execute(..., report=PATH)`. Until the core has
-them these two tests are skipped with that reason; nothing else in the report tests
-is skipped.
+These tests run a real job through amorsize.execute(): the run-scoped hooks of the
+event contract (`Hook.start_run()` returning a `RunObserver`) and, for the second,
+`execute(..., report=PATH)`.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 import time
 from collections import Counter
@@ -19,16 +16,8 @@ from typing import Any
 import pytest
 
 from amorsize import HookEvent, HookManager, execute
-from amorsize.hooks import Hook
 from amorsize.report import ReportHook
 from tests.test_report_browser import assert_clean, browser, open_report  # noqa: F401
-
-needs_run_observers = pytest.mark.skipif(
-    not hasattr(Hook, "start_run"),
-    reason="needs the new core: run-scoped hooks (Hook.start_run -> RunObserver)")
-needs_report_argument = pytest.mark.skipif(
-    "report" not in inspect.signature(execute).parameters,
-    reason="needs the new core: execute(..., report=PATH)")
 
 FAILING_ITEM = 157
 
@@ -52,7 +41,6 @@ def counting_manager() -> tuple[HookManager, Counter[str]]:
     return manager, events
 
 
-@needs_run_observers
 def test_real_failed_process_run(open_report: Any, tmp_path: Path,  # noqa: F811
                                  no_leftover_children: None) -> None:
     manager, events = counting_manager()
@@ -75,7 +63,6 @@ def test_real_failed_process_run(open_report: Any, tmp_path: Path,  # noqa: F811
     assert len(chunks) == events["complete"] + 1
 
 
-@needs_report_argument
 def test_report_argument_writes_the_file(tmp_path: Path) -> None:
     path = tmp_path / "run.html"
     results = execute(lambda x: x + 1, range(50), report=str(path))  # type: ignore[call-arg]

@@ -145,14 +145,11 @@ def _predicted_end(opt: Any, estimate: Optional[float], revised: bool) -> Option
     return None if revised else _float(getattr(opt, "predicted_seconds", None))
 
 
-# The core's RunObserver, where it has one: the core asks the observer's class which
-# methods differ from the base's to know which events to build. Progress is not
-# observed: the curves come from the chunks' own end times.
-_ObserverBase: type = getattr(hooks, "RunObserver", object)
+class ReportObserver(hooks.RunObserver):
+    """Fills the `RunRecord` of one run from its events; writes the files at the end.
 
-
-class ReportObserver(_ObserverBase):
-    """Fills the `RunRecord` of one run from its events; writes the files at the end."""
+    Progress is not observed (the publisher builds no context for it): the curves come
+    from the chunks' own end times."""
 
     def __init__(self, hook: ReportHook, ctx: Any) -> None:
         self._lock = threading.Lock()
