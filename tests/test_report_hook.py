@@ -108,26 +108,6 @@ def test_odd_field_values_do_not_break_the_report(tmp_path: Path) -> None:
     assert (tmp_path / "run.html").exists() and (tmp_path / "run.json").exists()
 
 
-def test_metadata_fallback_for_contexts_without_the_typed_fields() -> None:
-    class Legacy:
-        def __init__(self, **fields: object) -> None:
-            self.metadata = fields.pop("metadata", {})
-            self.__dict__.update(fields)
-
-    opt = FakeOptimization()
-    pre = Legacy(timestamp=T0 + 0.1, elapsed_time=0.1, total_items=10,
-                 metadata={"function": "m:f", "execution_id": "e1", "start_time": T0,
-                           "optimization": opt})
-    observer = ReportHook("unused.html").start_run(pre)
-    observer.on_chunk_complete(Legacy(chunk_id=3, chunk_size=4, worker_id=0, timestamp=T0 + 1,
-                                      metadata={"pid": 77, "start_time": T0 + 0.4,
-                                                "end_time": T0 + 0.9, "sampled": False}))
-    record = observer.record
-    assert record.identity.function == "m:f" and record.run_started_at == T0
-    assert record.plans[0].explanation.startswith("decision: process")
-    [chunk] = record.chunks
-    assert (chunk.pid, chunk.started_at, chunk.ended_at) == (77, T0 + 0.4, T0 + 0.9)
-
 
 def test_post_execute_writes_once(tmp_path: Path) -> None:
     run = simulate_run(fail=False)

@@ -62,13 +62,13 @@ def _never_raises(method: _F) -> _F:
     return wrapper  # type: ignore[return-value]
 
 
-def _field(ctx: Any, name: str, meta_key: Optional[str] = None) -> Any:
-    """Typed field `name`, else metadata[meta_key] (default: the same name), else None."""
+def _field(ctx: Any, name: str) -> Any:
+    """Typed field `name`, else the metadata extra of that name, else None."""
     value = getattr(ctx, name, None)
     if value is None:
         metadata = getattr(ctx, "metadata", None)
         if isinstance(metadata, dict):
-            value = metadata.get(meta_key or name)
+            value = metadata.get(name)
     return value
 
 
@@ -153,7 +153,7 @@ class ReportObserver(hooks.RunObserver):
 
     def __init__(self, hook: ReportHook, ctx: Any) -> None:
         self._lock = threading.Lock()
-        started = _float(_field(ctx, "run_started_at", "start_time"))
+        started = _float(_field(ctx, "run_started_at"))
         if started is None or started <= 0:  # unset (a context's default is 0.0)
             started = (_float(getattr(ctx, "timestamp", None)) or 0.0) - (
                 _float(getattr(ctx, "elapsed_time", None)) or 0.0)
@@ -171,10 +171,10 @@ class ReportObserver(hooks.RunObserver):
         return max(0.0, elapsed)
 
     def _chunk(self, ctx: Any, error: Optional[int] = None) -> ChunkRecord:
-        ended = _float(_field(ctx, "chunk_ended_at", "end_time"))
+        ended = _float(_field(ctx, "chunk_ended_at"))
         if ended is None:
             ended = _float(getattr(ctx, "timestamp", None)) or self.record.run_started_at
-        started = _float(_field(ctx, "chunk_started_at", "start_time"))
+        started = _float(_field(ctx, "chunk_started_at"))
         if started is None:
             started = ended - (_float(getattr(ctx, "chunk_time", None)) or 0.0)
         return ChunkRecord(
