@@ -33,7 +33,9 @@ from amorsize.worker import SLICES_PER_BUDGET, ChunkReport
 GROWTH = 4
 FIRST_TASK_SHARE = 0.25  # with an estimate but no task measured yet: this share of the target
 TAIL_SPLIT = 2  # guided sizing: at most what is left / (TAIL_SPLIT x workers)
-BUDGET_FACTOR = 1.5  # a task stops after about this many times the target duration
+BUDGET_FACTOR = 1.5  # a task stops after about this many times the target duration,
+PLANNED_BUDGET_FACTOR = 2.0  # or this many times its own planned duration if shorter,
+BUDGET_FLOOR_SECONDS = 0.02  # but never sooner than this
 RECENT = 3  # tasks (by input position) the estimate at the frontier is taken from
 SWITCH_GAIN = 1.3  # another executor must be predicted this much faster to move to it
 GIL_SATURATED = 0.8  # thread CPU time / wall time at which the GIL is the bottleneck
@@ -184,9 +186,19 @@ class TaskSizer:
 
     @property
     def budget(self) -> float:
-        """Seconds after which a worker stops a task (0: never, the caller fixed the
-        chunk size)."""
+        """The most seconds a task may run before its worker stops it (0: never, the
+        caller fixed the chunk size)."""
         return 0.0 if self.fixed else BUDGET_FACTOR * self.target
+
+    def budget_for(self, size: int, costs: ItemCosts) -> float:
+        """Seconds after which a worker stops a task of `size` items: twice what it was
+        planned to take (a cost that jumps is noticed at the next task, not after a
+        whole target), within BUDGET_FLOOR_SECONDS and `budget`."""
+        cap = self.budget
+        per_item = costs.per_item()
+        if not cap or per_item is None or per_item <= 0:
+            return cap
+        return min(cap, max(BUDGET_FLOOR_SECONDS, PLANNED_BUDGET_FACTOR * size * per_item))
 
     def next_size(self, costs: ItemCosts, dispatched: int) -> int:
         """Items for the next task, `dispatched` items having been sent so far."""
@@ -222,13 +234,13 @@ class TaskSizer:
         size = max(1, int(self.target / per_item), smallest)
         return size if self.total_items is None else min(size, max(1, self.total_items))
 
-    def first_step(self, costs: ItemCosts) -> int:
-        """Items in a task's first slice (see worker.run_task): about budget /
+    def first_step(self, costs: ItemCosts, budget: float) -> int:
+        """Items in a task's first slice (see worker.run_task): about `budget` /
         SLICES_PER_BUDGET of work, or 1 before any estimate."""
         per_item = costs.per_item()
-        if not self.budget or per_item is None or per_item <= 0:
+        if not budget or per_item is None or per_item <= 0:
             return 1
-        return max(1, int(self.budget / SLICES_PER_BUDGET / per_item))
+        return max(1, int(budget / SLICES_PER_BUDGET / per_item))
 
 
 def review_executor(kind: str, workers: int, costs: ItemCosts, remaining: int,

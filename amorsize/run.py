@@ -38,7 +38,7 @@ from amorsize.worker import ChunkReport, run_task, worker_identity
 
 # Tasks in the calling process (serial) aim at this much work at least: they only set
 # how often progress is reported and the plan reviewed.
-SERIAL_TASK_SECONDS = 0.5
+SERIAL_TASK_SECONDS = 0.2
 # Items cheaper than this run as a comprehension in the calling process (a failing
 # item is then found from the traceback, where it can be).
 EXACT_BELOW_SECONDS = 2e-6
@@ -259,8 +259,9 @@ class Run:
         start, items = taken
         per_item = self.costs.per_item()
         exact = per_item is None or per_item >= EXACT_BELOW_SECONDS
-        report = run_task(self.func, 0, flow.next_chunk_id(), items, sizer.budget,
-                          sizer.first_step(self.costs), portable=False, exact=exact)
+        budget = sizer.budget_for(len(items), self.costs)
+        report = run_task(self.func, 0, flow.next_chunk_id(), items, budget,
+                          sizer.first_step(self.costs, budget), portable=False, exact=exact)
         report.start_index = start
         report.executor_kind = "serial"
         publisher.chunk(report)
@@ -278,8 +279,9 @@ class Run:
         while (not flow.cursor.empty and flow.in_flight_on(lane.pool) < 2 * lane.workers
                and (flow.has_room or flow.cursor.given_back)):
             size = sizer.next_size(self.costs, flow.cursor.handed_out)
-            if not flow.submit(lane.pool, lane.task_function, size, sizer.budget,
-                               sizer.first_step(self.costs), exact):
+            budget = sizer.budget_for(size, self.costs)
+            if not flow.submit(lane.pool, lane.task_function, size, budget,
+                               sizer.first_step(self.costs, budget), exact):
                 break
         if flow.cursor.exhausted and self.final_estimate is None and per_item is not None:
             self.final_estimate = self._estimate(lane, flow, total)

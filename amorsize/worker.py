@@ -142,45 +142,61 @@ def _failing_index(func: Callable[[Any], Any], part: Sequence[Any],
 _MISSING = object()
 
 
+class _Progress:
+    """The results so far of one task, and where it failed, if it did."""
+
+    __slots__ = ("results", "failed_at")
+
+    def __init__(self) -> None:
+        self.results: list[Any] = []
+        self.failed_at: Optional[int] = None
+
+
 def _run_part(func: Callable[[Any], Any], part: Sequence[Any], exact: bool,
-              results: list[Any], failed_at: list[int]) -> None:
-    """Run one slice into `results`. `exact` keeps the results of a failing slice up
-    to the failing item (map into extend); otherwise a comprehension (faster for cheap
-    items), and the failing item is found from the traceback where it can be."""
+              progress: _Progress) -> None:
+    """Run one slice into `progress.results`. `exact` keeps the results of a failing
+    slice up to the failing item (map into extend); otherwise a comprehension (faster
+    for cheap items: its list becomes the results when it is the first, no copy), and
+    the failing item is found from the traceback where it can be."""
+    results = progress.results
     if exact:
         results.extend(map(func, part))
         return
     try:
-        results += [func(item) for item in part]
+        computed = [func(item) for item in part]
     except BaseException:
         index = _failing_index(func, part, sys.exc_info()[2])
         if index is not None:
-            failed_at.append(len(results) + index)
+            progress.failed_at = len(results) + index
         raise
+    if results:
+        results += computed
+    else:
+        progress.results = computed
 
 
 def _run_slices(func: Callable[[Any], Any], items: Sequence[Any], budget: float, step: int,
-                exact: bool, results: list[Any], failed_at: list[int]) -> int:
-    """Run `items` into `results` in slices until done or past `budget` seconds;
-    return how many were run."""
+                exact: bool, progress: _Progress) -> int:
+    """Run `items` into `progress` until done or past `budget` seconds; return how many
+    were run."""
     count = len(items)
     if budget <= 0 or step >= count:
-        _run_part(func, items, exact, results, failed_at)
+        _run_part(func, items, exact, progress)
         return count
     deadline = time.perf_counter() + budget
     if step <= PER_ITEM_CHECK_STEP:
-        append, clock = results.append, time.perf_counter
+        append, clock = progress.results.append, time.perf_counter
         for item in items:
             append(func(item))
             if clock() >= deadline:
                 break
-        return len(results)
+        return len(progress.results)
     slice_seconds = budget / SLICES_PER_BUDGET
     done = 0
     while done < count:
         part = items[done:done + step]
         t0 = time.perf_counter()
-        _run_part(func, part, exact, results, failed_at)
+        _run_part(func, part, exact, progress)
         done += len(part)
         t1 = time.perf_counter()
         if t1 >= deadline:
@@ -219,30 +235,29 @@ def run_task(
         t0 = time.perf_counter()
         items = pickle.loads(items)  # type: ignore[arg-type]
         ipc = time.perf_counter() - t0
-    results: list[Any] = []
+    progress = _Progress()
     error: Optional[BaseException] = None
     error_tb: Optional[str] = None
     error_index: Optional[int] = None
     sized = isinstance(items, Sequence)
-    failed_at: list[int] = []
     wall_start = time.time()
     cpu0, delay0 = thread_clock()
     t0 = time.perf_counter()
     try:
         if sized:
-            done = _run_slices(func, items, budget, step, exact, results,  # type: ignore[arg-type]
-                               failed_at)
+            done = _run_slices(func, items, budget, step, exact, progress)  # type: ignore[arg-type]
         else:
-            results.extend(map(func, items))  # keeps the results before a failure
-            done = len(results)
+            progress.results.extend(map(func, items))  # keeps those before a failure
+            done = len(progress.results)
     except (Exception, SystemExit) as exc:  # sys.exit() in the function fails the item
         error_tb = traceback.format_exc()
         error = portable_exception(exc) if portable else exc
         if exact or not sized:
-            error_index = len(results)
-        elif failed_at:
-            error_index = failed_at[0]
-        done = len(results)
+            error_index = len(progress.results)
+        elif progress.failed_at is not None:
+            error_index = progress.failed_at
+        done = len(progress.results)
+    results = progress.results
     duration = time.perf_counter() - t0
     cpu1, delay1 = thread_clock()
     wall_end = time.time()

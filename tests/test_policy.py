@@ -59,7 +59,8 @@ def simulate(cost: Callable[[int], float], total: int, workers: int = 2,
             start = position
             size = min(sizer.next_size(costs, position), total - position)
             position += size
-        done, seconds = _run(cost, start, size, sizer.budget, sizer.first_step(costs))
+        budget = sizer.budget_for(size, costs)
+        done, seconds = _run(cost, start, size, budget, sizer.first_step(costs, budget))
         tasks.append(Task(start, size, done, seconds))
         costs.add(report(start, done, seconds, stopped_early=done < size), "process")
         if done < size:
