@@ -295,7 +295,7 @@ def run_demo(
                         break
                     counts[run_one(job, rng, hooks, stream)] += 1
         except DemoTerminated:
-            pass  # reported below
+            stop.requested = True  # the second SIGTERM: reported as a SIGTERM stop below
         except KeyboardInterrupt:
             print("stopped by Ctrl-C", file=stream)
         finally:
