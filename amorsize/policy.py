@@ -193,12 +193,15 @@ class TaskSizer:
     def budget_for(self, size: int, costs: ItemCosts) -> float:
         """Seconds after which a worker stops a task of `size` items: twice what it was
         planned to take (a cost that jumps is noticed at the next task, not after a
-        whole target), within BUDGET_FLOOR_SECONDS and `budget`."""
+        whole target), at least BUDGET_FLOOR_SECONDS, at most `budget` unless the task
+        was planned longer than the target (a serial run's last task)."""
         cap = self.budget
         per_item = costs.per_item()
         if not cap or per_item is None or per_item <= 0:
             return cap
-        return min(cap, max(BUDGET_FLOOR_SECONDS, PLANNED_BUDGET_FACTOR * size * per_item))
+        planned = size * per_item
+        budget = max(BUDGET_FLOOR_SECONDS, PLANNED_BUDGET_FACTOR * planned)
+        return budget if self.workers == 1 and planned > self.target else min(cap, budget)
 
     def next_size(self, costs: ItemCosts, dispatched: int) -> int:
         """Items for the next task, `dispatched` items having been sent so far."""
@@ -210,15 +213,20 @@ class TaskSizer:
         if per_item is None or per_item <= 0:
             size = GROWTH * max(costs.largest_task, 0) or 1
         else:
-            first = max(1, int(FIRST_TASK_SHARE * self.target / per_item))
+            # One worker: the estimate was measured where the task runs (the calling
+            # process), so the first task is a whole target; a pool's first tasks probe.
+            share = 1.0 if self.workers == 1 else FIRST_TASK_SHARE
+            first = max(1, int(share * self.target / per_item))
             cap = max(GROWTH * costs.largest_task, first)
             size = min(max(1, int(self.target / per_item)), cap)
             smallest = max(1, math.ceil(
                 costmodel.MIN_TASK_OVERHEAD_RATIO * self.task_overhead / per_item))
-            if remaining is not None:
+            if remaining is not None and self.workers > 1:  # one worker finishes alone
                 size = min(size, max(math.ceil(remaining / (TAIL_SPLIT * self.workers)),
                                      smallest))
             size = max(size, min(smallest, cap))  # not below the overhead floor
+            if remaining is not None and self.workers == 1 and remaining <= 2 * size:
+                size = remaining  # one worker: the rest in one task, one list fewer to join
         if remaining is not None:
             size = min(size, remaining)
         return max(1, size)

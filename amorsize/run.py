@@ -36,9 +36,10 @@ from amorsize.sampling import Sample, known_length
 from amorsize.signals import Terminated, end_as_sigterm, sigterm_cancels_run
 from amorsize.worker import ChunkReport, run_task, worker_identity
 
-# Tasks in the calling process (serial) aim at this much work at least: they only set
-# how often progress is reported and the plan reviewed.
-SERIAL_TASK_SECONDS = 0.2
+# Tasks in the calling process (serial) aim at this much work at least: few tasks, few
+# result lists to join. A task still stops at twice its planned time (policy), so a
+# cost that rises is noticed as soon as in a pool.
+SERIAL_TASK_SECONDS = 1.0
 # Items cheaper than this run as a comprehension in the calling process (a failing
 # item is then found from the traceback, where it can be).
 EXACT_BELOW_SECONDS = 2e-6

@@ -53,8 +53,12 @@ def simulate(cost: Callable[[int], float], total: int, workers: int = 2,
     position = 0
     given_back: list[tuple[int, int]] = []
     while position < total or given_back:
-        if given_back:
+        if given_back:  # handed out again first, no larger than a task (as the cursor does)
             start, size = given_back.pop(0)
+            wanted = sizer.next_size(costs, position)
+            if size > wanted:
+                given_back.insert(0, (start + wanted, size - wanted))
+                size = wanted
         else:
             start = position
             size = min(sizer.next_size(costs, position), total - position)
