@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from amorsize.errors import TaskTimeoutError, WorkerDiedError, items_text
+from amorsize.input_slice import InputSlice
 from amorsize.pools import ManagedPool
 from amorsize.worker import ChunkReport, TaskFunction, first_unpicklable, run_task
 
@@ -65,7 +66,8 @@ class InputCursor:
 
     def take(self, count: int, as_list: bool = True) -> Optional[tuple[int, Any]]:
         """(input index of the first item, up to `count` items), or None at the end.
-        A list when `as_list`, else maybe a slice of the input (a range stays a range)."""
+        A list when `as_list`; else a range stays a range and a list or tuple is an
+        `InputSlice` (no copy: a task in the calling process reads the input itself)."""
         if self.given_back:
             start, items = self.given_back.popleft()
             if len(items) > count:
@@ -75,10 +77,14 @@ class InputCursor:
         if self.exhausted:
             return None
         start = self.position
-        if self.sliceable:
+        part: Any
+        if self.sliceable and not as_list and not isinstance(self.data, range):
+            stop = min(start + count, len(self.data))  # type: ignore[arg-type]
+            part = InputSlice(self.data, start, stop)  # type: ignore[arg-type]
+        elif self.sliceable:
             part = self.data[start:start + count]  # type: ignore[index]
-            if not as_list or not isinstance(part, list):
-                part = part if not as_list else list(part)
+            if as_list and not isinstance(part, list):
+                part = list(part)
         else:
             part = list(itertools.islice(self.iterator, min(count, MAX_ITERATOR_CHUNK)))
         if len(part) < count:

@@ -14,19 +14,21 @@ items turn dear along the input.
 
 from __future__ import annotations
 
+import itertools
+import operator
 import os
 import pickle
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Optional, Union
 
 from amorsize import lifeline
 from amorsize.errors import portable_exception
+from amorsize.input_slice import InputSlice
 from amorsize.measure import thread_clock
 
 # A time-boxed task of items estimated dear enough (a first slice of at most
@@ -122,26 +124,6 @@ class FunctionPayload:
 TaskFunction = Union[Callable[[Any], Any], FunctionPayload]
 
 
-def _failing_index(func: Callable[[Any], Any], part: Sequence[Any],
-                   tb: Optional[TracebackType]) -> Optional[int]:
-    """Which item of `part` a comprehension failed on: the function's frame in the
-    traceback holds its argument; found by identity when it occurs once."""
-    code = getattr(func, "__code__", None)
-    if code is None or not code.co_varnames:
-        return None
-    while tb is not None:
-        frame = tb.tb_frame
-        if frame.f_code is code:
-            argument = frame.f_locals.get(code.co_varnames[0], _MISSING)
-            found = [k for k, item in enumerate(part) if item is argument]
-            return found[0] if len(found) == 1 else None
-        tb = tb.tb_next
-    return None
-
-
-_MISSING = object()
-
-
 class _Progress:
     """The results so far of one task, and where it failed, if it did."""
 
@@ -152,22 +134,30 @@ class _Progress:
         self.failed_at: Optional[int] = None
 
 
-def _run_part(func: Callable[[Any], Any], part: Sequence[Any], exact: bool,
+def _reader(items: Sequence[Any]) -> Iterator[Any]:
+    """An iterator over `items` without a copy, which knows how many items it has left
+    (list, tuple and range iterators do)."""
+    return items.reader() if isinstance(items, InputSlice) else iter(items)
+
+
+def _run_part(func: Callable[[Any], Any], reader: Iterator[Any], count: int, exact: bool,
               progress: _Progress) -> None:
-    """Run one slice into `progress.results`. `exact` keeps the results of a failing
-    slice up to the failing item (map into extend); otherwise a comprehension (faster
-    for cheap items: its list becomes the results when it is the first, no copy), and
-    the failing item is found from the traceback where it can be."""
+    """Run the next `count` items of `reader` into `progress.results`. `exact` keeps the
+    results of a failing slice up to the failing item (map into extend); otherwise a
+    comprehension (faster for cheap items: its list becomes the results when it is the
+    first, no copy), and the failing item is found from how far the reader got."""
     results = progress.results
+    part = itertools.islice(reader, count)
     if exact:
         results.extend(map(func, part))
         return
+    left = operator.length_hint(reader)
     try:
         computed = [func(item) for item in part]
     except BaseException:
-        index = _failing_index(func, part, sys.exc_info()[2])
-        if index is not None:
-            progress.failed_at = len(results) + index
+        taken = left - operator.length_hint(reader)
+        if left and taken:
+            progress.failed_at = len(results) + taken - 1
         raise
     if results:
         results += computed
@@ -178,32 +168,37 @@ def _run_part(func: Callable[[Any], Any], part: Sequence[Any], exact: bool,
 def _run_slices(func: Callable[[Any], Any], items: Sequence[Any], budget: float, step: int,
                 exact: bool, progress: _Progress) -> int:
     """Run `items` into `progress` until done or past `budget` seconds; return how many
-    were run."""
+    were run. Slices are read from one iterator, never copied."""
     count = len(items)
+    reader = _reader(items)
     if budget <= 0 or step >= count:
-        _run_part(func, items, exact, progress)
+        _run_part(func, reader, count, exact, progress)
         return count
     deadline = time.perf_counter() + budget
     if step <= PER_ITEM_CHECK_STEP:
         append, clock = progress.results.append, time.perf_counter
-        for item in items:
-            append(func(item))
-            if clock() >= deadline:
-                break
+        try:
+            for item in itertools.islice(reader, count):
+                append(func(item))
+                if clock() >= deadline:
+                    break
+        except BaseException:
+            progress.failed_at = len(progress.results)  # item by item: exact
+            raise
         return len(progress.results)
     slice_seconds = budget / SLICES_PER_BUDGET
     done = 0
     while done < count:
-        part = items[done:done + step]
+        size = min(step, count - done)
         t0 = time.perf_counter()
-        _run_part(func, part, exact, progress)
-        done += len(part)
+        _run_part(func, reader, size, exact, progress)
+        done += size
         t1 = time.perf_counter()
         if t1 >= deadline:
             break
         took = t1 - t0
-        grown = 4 * len(part)
-        step = max(1, min(grown, int(len(part) * slice_seconds / took))) if took > 0 else grown
+        grown = 4 * size
+        step = max(1, min(grown, int(size * slice_seconds / took))) if took > 0 else grown
     return done
 
 

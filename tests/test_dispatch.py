@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any
+
+import pytest
 
 from amorsize import policy, pools
 from amorsize.arguments import RunOptions
 from amorsize.dispatch import InputCursor, TaskFlow
 from amorsize.hooks import RunHooks
+from amorsize.input_slice import InputSlice
 from amorsize.lanes import Lane
 from amorsize.publisher import RunIdentity, RunPublisher
 from amorsize.run import Run
@@ -94,3 +98,37 @@ def test_items_handed_back_go_out_even_when_waiting_results_fill_the_window() ->
     publisher = RunPublisher(RunHooks(), RunIdentity("x", "f", 0.0, 0.0), total_items=100)
     run._submit(lane, flow, sizer, 100, publisher)
     assert recorder.submitted and recorder.submitted[0][3] == list(range(10, 20))
+
+
+def test_a_task_in_the_caller_reads_a_list_in_place_and_behaves_as_a_sequence() -> None:
+    data = list(range(100))
+    cursor = InputCursor(data, 5)
+    start, part = cursor.take(10, as_list=False)
+    assert start == 5 and isinstance(part, InputSlice) and part.data is data
+    assert len(part) == 10 and list(part) == data[5:15]
+    assert part[0] == 5 and part[-1] == 14 and part[3:] == data[8:15]
+    with pytest.raises(IndexError):
+        part[10]
+    assert list(itertools.islice(part.reader(), 3)) == [5, 6, 7]
+    assert cursor.take(200, as_list=False)[1][:] == data[15:] and cursor.exhausted
+
+
+def fail_on_2500(x: int) -> int:
+    if x == 2500:
+        raise ValueError("bad item")
+    return x
+
+
+@pytest.mark.parametrize("source", [list, tuple, range])
+@pytest.mark.parametrize(("step", "kept"), [(100, 2500), (2001, 2001)])
+def test_a_task_run_in_slices_names_the_failing_item(source: Any, step: int, kept: int) -> None:
+    """Item by item (step <= PER_ITEM_CHECK_STEP) every result before the failure is
+    kept; in comprehension slices, those of the slices before the failing one."""
+    data = range(3000) if source is range else source(range(3000))
+    _, items = InputCursor(data, 0).take(3000, as_list=False)
+    # A budget never reached: only the slicing is exercised.
+    report = run_task(fail_on_2500, 0, 0, items, budget=3600.0, step=step, portable=False,
+                      exact=False)
+    assert isinstance(report.error, ValueError)
+    assert report.error_index == 2500
+    assert report.done == kept and report.results == []
