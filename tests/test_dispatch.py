@@ -103,14 +103,17 @@ def test_items_handed_back_go_out_even_when_waiting_results_fill_the_window() ->
 def test_a_task_in_the_caller_reads_a_list_in_place_and_behaves_as_a_sequence() -> None:
     data = list(range(100))
     cursor = InputCursor(data, 5)
-    start, part = cursor.take(10, as_list=False)
+    taken = cursor.take(10, as_list=False)
+    assert taken is not None
+    start, part = taken
     assert start == 5 and isinstance(part, InputSlice) and part.data is data
     assert len(part) == 10 and list(part) == data[5:15]
     assert part[0] == 5 and part[-1] == 14 and part[3:] == data[8:15]
     with pytest.raises(IndexError):
         part[10]
     assert list(itertools.islice(part.reader(), 3)) == [5, 6, 7]
-    assert cursor.take(200, as_list=False)[1][:] == data[15:] and cursor.exhausted
+    rest = cursor.take(200, as_list=False)
+    assert rest is not None and rest[1][:] == data[15:] and cursor.exhausted
 
 
 def fail_on_2500(x: int) -> int:
@@ -125,7 +128,9 @@ def test_a_task_run_in_slices_names_the_failing_item(source: Any, step: int, kep
     """Item by item (step <= PER_ITEM_CHECK_STEP) every result before the failure is
     kept; in comprehension slices, those of the slices before the failing one."""
     data = range(3000) if source is range else source(range(3000))
-    _, items = InputCursor(data, 0).take(3000, as_list=False)
+    taken = InputCursor(data, 0).take(3000, as_list=False)
+    assert taken is not None
+    items = taken[1]
     # A budget never reached: only the slicing is exercised.
     report = run_task(fail_on_2500, 0, 0, items, budget=3600.0, step=step, portable=False,
                       exact=False)
