@@ -242,6 +242,15 @@ class TaskSizer:
         size = max(1, int(self.target / per_item), smallest)
         return size if self.total_items is None else min(size, max(1, self.total_items))
 
+    def pace(self, costs: ItemCosts) -> float:
+        """Seconds per item a task may fall behind at before its worker stops it
+        (worker.PACE_SLACK_SECONDS): twice the planned cost of an item; 0 (no pace)
+        with the chunk size fixed or no estimate yet."""
+        per_item = costs.per_item()
+        if not self.budget or per_item is None or per_item <= 0:
+            return 0.0
+        return PLANNED_BUDGET_FACTOR * per_item
+
     def first_step(self, costs: ItemCosts, budget: float) -> int:
         """Items in a task's first slice (see worker.run_task): about `budget` /
         SLICES_PER_BUDGET of work, or 1 before any estimate."""

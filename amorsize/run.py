@@ -262,7 +262,8 @@ class Run:
         exact = per_item is None or per_item >= EXACT_BELOW_SECONDS
         budget = sizer.budget_for(len(items), self.costs)
         report = run_task(self.func, 0, flow.next_chunk_id(), items, budget,
-                          sizer.first_step(self.costs, budget), portable=False, exact=exact)
+                          sizer.first_step(self.costs, budget), portable=False, exact=exact,
+                          pace=sizer.pace(self.costs))
         report.start_index = start
         report.executor_kind = "serial"
         publisher.chunk(report)
@@ -282,7 +283,8 @@ class Run:
             size = sizer.next_size(self.costs, flow.cursor.handed_out)
             budget = sizer.budget_for(size, self.costs)
             if not flow.submit(lane.pool, lane.task_function, size, budget,
-                               sizer.first_step(self.costs, budget), exact):
+                               sizer.first_step(self.costs, budget), exact,
+                               sizer.pace(self.costs)):
                 break
         if flow.cursor.exhausted and self.final_estimate is None and per_item is not None:
             self.final_estimate = self._estimate(lane, flow, total)

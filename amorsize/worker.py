@@ -15,6 +15,7 @@ items turn dear along the input.
 from __future__ import annotations
 
 import itertools
+import math
 import operator
 import os
 import pickle
@@ -38,6 +39,15 @@ from amorsize.measure import thread_clock
 # SLICES_PER_BUDGET, the clock read between slices.
 PER_ITEM_CHECK_STEP = 2000
 SLICES_PER_BUDGET = 64
+# A task may also carry a pace (seconds per item: twice the cost it was planned at).
+# After its first slice (or first `step` items), the pace becomes at most twice what
+# those items took here (a planned cost may come from cold workers, several times too
+# high), and the task stops once the items after them take longer than
+# PACE_SLACK_SECONDS + pace x their count. A cost that jumps inside a task is then
+# seen after about twice the planned time of the items before the jump (20 ms at
+# least), not after the whole budget.
+PACE_SLACK_SECONDS = 0.02
+PACE_FACTOR = 2.0
 
 _local = threading.local()
 
@@ -166,35 +176,52 @@ def _run_part(func: Callable[[Any], Any], reader: Iterator[Any], count: int, exa
 
 
 def _run_slices(func: Callable[[Any], Any], items: Sequence[Any], budget: float, step: int,
-                exact: bool, progress: _Progress) -> int:
-    """Run `items` into `progress` until done or past `budget` seconds; return how many
-    were run. Slices are read from one iterator, never copied."""
+                exact: bool, progress: _Progress, pace: float = 0.0,
+                clock: Callable[[], float] = time.perf_counter) -> int:
+    """Run `items` into `progress` until done, past `budget` seconds, or behind `pace`
+    (see PACE_SLACK_SECONDS); return how many were run. Slices are read from one
+    iterator, never copied. `clock` is injectable for tests."""
     count = len(items)
     reader = _reader(items)
     if budget <= 0 or step >= count:
         _run_part(func, reader, count, exact, progress)
         return count
-    deadline = time.perf_counter() + budget
+    started = clock()
+    deadline = started + budget
+    calibrating = pace > 0  # the first `step` items (or first slice) set the pace
+    behind = math.inf  # never behind: no pace, or not calibrated yet
     if step <= PER_ITEM_CHECK_STEP:
-        append, clock = progress.results.append, time.perf_counter
+        append, results = progress.results.append, progress.results
         try:
             for item in itertools.islice(reader, count):
                 append(func(item))
-                if clock() >= deadline:
+                now = clock()
+                if calibrating and len(results) >= step:
+                    calibrating = False
+                    pace = min(pace, PACE_FACTOR * (now - started) / len(results))
+                    behind = now + PACE_SLACK_SECONDS
+                behind += pace
+                if now >= deadline or now >= behind:
                     break
         except BaseException:
-            progress.failed_at = len(progress.results)  # item by item: exact
+            progress.failed_at = len(results)  # item by item: exact
             raise
-        return len(progress.results)
+        return len(results)
     slice_seconds = budget / SLICES_PER_BUDGET
     done = 0
     while done < count:
         size = min(step, count - done)
-        t0 = time.perf_counter()
+        t0 = clock()
         _run_part(func, reader, size, exact, progress)
         done += size
-        t1 = time.perf_counter()
-        if t1 >= deadline:
+        t1 = clock()
+        if calibrating:
+            calibrating = False
+            pace = min(pace, PACE_FACTOR * (t1 - started) / size)
+            behind = t1 + PACE_SLACK_SECONDS
+        else:
+            behind += pace * size
+        if t1 >= deadline or t1 >= behind:
             break
         took = t1 - t0
         grown = 4 * size
@@ -211,6 +238,7 @@ def run_task(
     step: int = 1,
     portable: bool = True,
     exact: bool = True,
+    pace: float = 0.0,
 ) -> ChunkReport:
     """Call `func` on the items of one task; stop at the first exception.
 
@@ -240,7 +268,7 @@ def run_task(
     t0 = time.perf_counter()
     try:
         if sized:
-            done = _run_slices(func, items, budget, step, exact, progress)  # type: ignore[arg-type]
+            done = _run_slices(func, items, budget, step, exact, progress, pace)  # type: ignore[arg-type]
         else:
             progress.results.extend(map(func, items))  # keeps those before a failure
             done = len(progress.results)

@@ -17,7 +17,7 @@ from amorsize.input_slice import InputSlice
 from amorsize.lanes import Lane
 from amorsize.publisher import RunIdentity, RunPublisher
 from amorsize.run import Run
-from amorsize.worker import run_task
+from amorsize.worker import _Progress, _run_slices, run_task
 
 
 class Recorder(Executor):
@@ -137,3 +137,43 @@ def test_a_task_run_in_slices_names_the_failing_item(source: Any, step: int, kep
     assert isinstance(report.error, ValueError)
     assert report.error_index == 2500
     assert report.done == kept and report.results == []
+
+
+class StepClock:
+    """A fake clock the function advances by each item's cost: 1 ms for the first
+    `cheap` items, then 50 ms (a 50x step inside one task)."""
+
+    def __init__(self, cheap: int) -> None:
+        self.now = 0.0
+        self.cheap = cheap
+
+    def __call__(self) -> float:
+        return self.now
+
+    def item(self, x: int) -> int:
+        self.now += 0.001 if x < self.cheap else 0.050
+        return x
+
+
+@pytest.mark.parametrize("planned", [0.002, 0.020])
+def test_a_task_whose_items_turn_dear_stops_at_its_pace_not_at_its_budget(planned: float
+                                                                           ) -> None:
+    """Pace: twice the planned cost per item, at most twice what the first `step`
+    items took (so a planned cost 10x too high, as measured in cold workers, still
+    catches the step). The step at item 100 is seen two items later."""
+    clock = StepClock(cheap=100)
+    progress = _Progress()
+    done = _run_slices(clock.item, list(range(1000)), budget=10.0, step=10, exact=True,
+                       progress=progress, pace=2 * planned, clock=clock)
+    # After 10 items (10 ms): pace 2 ms, behind at 10 + 20 ms slack + 2 ms per item;
+    # items 100, 101 and 102 end at 150, 200 and 250 ms, behind 212, 214 and 216 ms.
+    assert done == 103 and progress.results == list(range(103))
+
+
+def test_without_a_pace_a_task_runs_to_its_budget() -> None:
+    clock = StepClock(cheap=100)
+    progress = _Progress()
+    done = _run_slices(clock.item, list(range(1000)), budget=10.0, step=10, exact=True,
+                       progress=progress, pace=0.0, clock=clock)
+    # 100 cheap items (0.1 s), then 50 ms items until the clock reaches 10 s.
+    assert done == 100 + 198 and clock.now >= 10.0
