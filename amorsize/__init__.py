@@ -30,12 +30,12 @@ _EXPORTS = {
     "Hook": "amorsize.hooks",
     "HookContext": "amorsize.hooks",
     "HookEvent": "amorsize.hooks",
-    "HookManager": "amorsize.hooks",
+    "HookManager": "amorsize.hook_manager",
     "RunObserver": "amorsize.hooks",
-    "create_error_hook": "amorsize.hooks",
-    "create_progress_hook": "amorsize.hooks",
-    "create_throughput_hook": "amorsize.hooks",
-    "create_timing_hook": "amorsize.hooks",
+    "create_error_hook": "amorsize.callbacks",
+    "create_progress_hook": "amorsize.callbacks",
+    "create_throughput_hook": "amorsize.callbacks",
+    "create_timing_hook": "amorsize.callbacks",
 }
 
 __all__ = [
@@ -63,6 +63,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from amorsize.callbacks import (
+        create_error_hook,
+        create_progress_hook,
+        create_throughput_hook,
+        create_timing_hook,
+    )
     from amorsize.errors import (
         ExecutionCancelled,
         FunctionExitedError,
@@ -71,17 +77,8 @@ if TYPE_CHECKING:
         WorkerTraceback,
     )
     from amorsize.executor import execute, execute_iter, shutdown_workers
-    from amorsize.hooks import (
-        Hook,
-        HookContext,
-        HookEvent,
-        HookManager,
-        RunObserver,
-        create_error_hook,
-        create_progress_hook,
-        create_throughput_hook,
-        create_timing_hook,
-    )
+    from amorsize.hook_manager import HookManager
+    from amorsize.hooks import Hook, HookContext, HookEvent, RunObserver
     from amorsize.optimizer import Figures, OptimizationResult, optimize
 
 

@@ -17,7 +17,8 @@ from typing import Any, Optional, Union
 
 from amorsize import warm_pool
 from amorsize.arguments import RunOptions, check_run
-from amorsize.hooks import Hook, HooksArgument, RunHooks, as_run_hooks
+from amorsize.hook_manager import HooksArgument, RunHooks, as_run_hooks
+from amorsize.hooks import Hook
 from amorsize.run import Run
 
 

@@ -15,13 +15,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from amorsize.hook_manager import RunHooks
 from amorsize.hooks import (
     OBSERVER_METHODS,
     Hook,
     HookCallback,
     HookContext,
     HookEvent,
-    RunHooks,
     RunObserver,
     observed_events,
     report_hook_failure,

@@ -27,7 +27,7 @@ from amorsize import costmodel, policy, start, system
 from amorsize.arguments import RunOptions
 from amorsize.dispatch import InputCursor, TaskFailed, TaskFlow, window_for
 from amorsize.errors import ExecutionCancelled, WorkerTraceback, name_the_item
-from amorsize.hooks import RunHooks
+from amorsize.hook_manager import RunHooks
 from amorsize.lanes import Lane, close_lane, open_lane
 from amorsize.names import STATUS_CANCELLED, STATUS_ERROR, STATUS_SUCCESS, function_label
 from amorsize.optimizer import OptimizationResult, PlanRevision
