@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, Optional
 
+from amorsize.run import SERIAL_TASK_SECONDS
 from benchmarks.figures import (
     SETTLING_SECONDS,
     TARGET_CHUNK_SECONDS,
@@ -117,7 +118,7 @@ def task_target(scopes: list[tuple[str, list[WorkloadRun]]], sums: dict[str, dic
     if here:
         w, t = max(here, key=lambda c: c[1]["seconds"])
         parts.append(f"longest task in the calling process {t['seconds']:.3f} s ({w}; serial "
-                     "tasks aim at 0.5 s, run.SERIAL_TASK_SECONDS)")
+                     f"tasks aim at {SERIAL_TASK_SECONDS:g} s, run.SERIAL_TASK_SECONDS)")
     return [line, "  - over whole runs, the first second included: " + "; ".join(parts)]
 
 
