@@ -59,6 +59,12 @@ class InputCursor:
         """Items handed out for good so far (given-back ones not counted)."""
         return self.position - sum(len(items) for _, items in self.given_back)
 
+    def rewind(self, position: int) -> None:
+        """Hand out again from `position` (a list or tuple input, read in place: the
+        items a task in the calling process did not get to need no copy)."""
+        self.position = position
+        self.exhausted = False
+
     def give_back(self, start: int, items: list[Any]) -> None:
         """Items a worker did not get to; handed out again before new ones."""
         if items:
@@ -212,7 +218,10 @@ class TaskFlow:
         """A task the calling process ran itself (`items` as it got them)."""
         if report.error is not None:
             raise TaskFailed(report)
-        if report.stopped_early:
+        if report.stopped_early and (isinstance(items, InputSlice) and not self.cursor.given_back
+                                     and self.cursor.position == items.stop):
+            self.cursor.rewind(items.start + report.done)
+        elif report.stopped_early:
             rest = items[report.done:]
             self.cursor.give_back(report.start_index + report.done,
                                   rest if isinstance(rest, list) else list(rest))

@@ -31,6 +31,7 @@ from amorsize import lifeline
 from amorsize.errors import portable_exception
 from amorsize.input_slice import InputSlice
 from amorsize.measure import thread_clock
+from amorsize.watchdog import MIN_INTERVAL_SECONDS, Watch, watchdog
 
 # A time-boxed task of items estimated dear enough (a first slice of at most
 # PER_ITEM_CHECK_STEP items) looks at the clock after every item: a cost that jumps
@@ -229,6 +230,28 @@ def _run_slices(func: Callable[[Any], Any], items: Sequence[Any], budget: float,
     return done
 
 
+def _run_watched(func: Callable[[Any], Any], items: InputSlice, budget: float, step: int,
+                 pace: float, progress: _Progress) -> int:
+    """A task that runs to the end of the caller's list (or tuple): one comprehension
+    over the list's own iterator, stopped by the watchdog (same budget and pace rules
+    as _run_slices; see amorsize/watchdog.py). No slice, no join: a serial run of
+    cheap items costs what a list comprehension costs."""
+    reader = items.reader()
+    watch = Watch(reader, len(items.data), time.perf_counter(), budget, pace, step,
+                  PACE_SLACK_SECONDS, max(MIN_INTERVAL_SECONDS, budget / SLICES_PER_BUDGET))
+    watchdog.watch(watch)
+    try:
+        progress.results = [func(item) for item in reader]
+    except BaseException:
+        taken = watch.done()
+        if taken:
+            progress.failed_at = taken - 1
+        raise
+    finally:
+        watchdog.release(watch)
+    return len(progress.results)
+
+
 def run_task(
     func: TaskFunction,
     key: int,
@@ -267,7 +290,10 @@ def run_task(
     cpu0, delay0 = thread_clock()
     t0 = time.perf_counter()
     try:
-        if sized:
+        if (isinstance(items, InputSlice) and budget > 0 and not exact and step < len(items)
+                and items.stop == len(items.data)):
+            done = _run_watched(func, items, budget, step, pace, progress)
+        elif sized:
             done = _run_slices(func, items, budget, step, exact, progress, pace)  # type: ignore[arg-type]
         else:
             progress.results.extend(map(func, items))  # keeps those before a failure

@@ -127,7 +127,8 @@ def fail_on_2500(x: int) -> int:
 def test_a_task_run_in_slices_names_the_failing_item(source: Any, step: int, kept: int) -> None:
     """Item by item (step <= PER_ITEM_CHECK_STEP) every result before the failure is
     kept; in comprehension slices, those of the slices before the failing one."""
-    data = range(3000) if source is range else source(range(3000))
+    # 3000 of 4000 items: a task that ends before the input does runs in slices.
+    data = range(4000) if source is range else source(range(4000))
     taken = InputCursor(data, 0).take(3000, as_list=False)
     assert taken is not None
     items = taken[1]
@@ -177,3 +178,16 @@ def test_without_a_pace_a_task_runs_to_its_budget() -> None:
                        progress=progress, pace=0.0, clock=clock)
     # 100 cheap items (0.1 s), then 50 ms items until the clock reaches 10 s.
     assert done == 100 + 198 and clock.now >= 10.0
+
+
+@pytest.mark.parametrize("source", [list, tuple])
+def test_a_cheap_task_to_the_end_of_a_list_runs_watched_and_names_the_failing_item(
+        source: Any) -> None:
+    """To the end of the caller's list: one comprehension (its results are lost with
+    the failure, as a failing slice's are), the failing item found all the same."""
+    taken = InputCursor(source(range(3000)), 0).take(3000, as_list=False)
+    assert taken is not None and taken[1].stop == 3000
+    report = run_task(fail_on_2500, 0, 0, taken[1], budget=3600.0, step=100,
+                      portable=False, exact=False, pace=1.0)
+    assert isinstance(report.error, ValueError)
+    assert report.error_index == 2500 and report.done == 0

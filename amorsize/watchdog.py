@@ -1,0 +1,113 @@
+"""Stop a list comprehension from another thread, without slicing its input.
+
+A serial task of cheap items would cost about 20 % more than a list comprehension if
+it ran in slices to look at the clock between them (each slice's results are joined).
+Instead, the task runs one comprehension straight over the input list's own iterator,
+and a watchdog thread looks at the clock for it: when the task is past its budget or
+behind its pace (the same rules as worker._run_slices), the watchdog moves the
+iterator to the end of the list (`__setstate__`, the iterator's pickling hook). The
+comprehension then ends normally after the item in progress: every item it took has
+its result, and the items after it are untouched, so nothing runs twice.
+
+Under the GIL a list iterator's `__next__` and `__setstate__` never interleave.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+MIN_INTERVAL_SECONDS = 0.005
+
+
+@dataclass(eq=False)
+class Watch:
+    """One task being watched: its iterator and the rules it stops by."""
+
+    iterator: Iterator[Any]  # a list or tuple iterator: length_hint, __setstate__
+    end: int  # the index that exhausts it (the length of the list)
+    started: float
+    budget: float
+    pace: float  # seconds per item; 0: none
+    step: int  # items after which the pace is calibrated
+    slack: float
+    interval: float
+    remaining_at_start: int = field(init=False)
+    behind: float = field(default=float("inf"), init=False)
+    calibrated_at: int = field(default=0, init=False)
+    stopped: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        self.remaining_at_start = operator.length_hint(self.iterator)
+
+    def done(self) -> int:
+        """Items the iterator has handed out so far."""
+        return self.remaining_at_start - operator.length_hint(self.iterator)
+
+    def late(self, now: float) -> bool:
+        """Past the budget, or behind the pace once calibrated."""
+        if now >= self.started + self.budget:
+            return True
+        if self.pace <= 0:
+            return False
+        done = self.done()
+        if self.behind == float("inf"):
+            if done < self.step or done <= 0:
+                return False
+            self.pace = min(self.pace, 2.0 * (now - self.started) / done)
+            self.behind = now + self.slack
+            self.calibrated_at = done
+            return False
+        return now >= self.behind + self.pace * (done - self.calibrated_at)
+
+
+class Watchdog:
+    """One daemon thread per process, watching the serial tasks its threads run (one
+    per thread at most; usually one in all). Started on first use, and again in a
+    forked child (threads do not survive a fork)."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._watches: list[Watch] = []
+        self._thread: Optional[threading.Thread] = None
+        self._pid = 0
+
+    def watch(self, watch: Watch) -> None:
+        """Start watching `watch` (until `release`)."""
+        with self._condition:
+            if self._thread is None or self._pid != os.getpid():  # none yet, or forked
+                self._pid = os.getpid()
+                self._watches = []
+                self._thread = threading.Thread(target=self._loop, name="amorsize-watchdog",
+                                                daemon=True)
+                self._thread.start()
+            self._watches.append(watch)
+            self._condition.notify()
+
+    def release(self, watch: Watch) -> None:
+        """Stop watching `watch`."""
+        with self._condition:
+            if watch in self._watches:
+                self._watches.remove(watch)
+
+    def _loop(self) -> None:
+        condition = self._condition
+        with condition:
+            while True:
+                while not self._watches:
+                    condition.wait()
+                condition.wait(min(w.interval for w in self._watches))
+                now = time.perf_counter()
+                for watch in list(self._watches):
+                    if watch.late(now):
+                        watch.stopped = True
+                        watch.iterator.__setstate__(watch.end)  # type: ignore[attr-defined]
+                        self._watches.remove(watch)
+
+
+watchdog = Watchdog()
