@@ -6,7 +6,7 @@ process, interleaved, medians of the ratios to the comprehension of the same rou
 - execute(): the whole serial run (dry run, decision, events, tasks);
 - one islice: the comprehension fed through itertools.islice (how a task reads its slice);
 - slices joined: slices of ~1/64 of a 1.5 s budget from one iterator, their result
-  lists joined (what a serial task does so that it can look at the clock).
+  lists joined (how a task looks at the clock without the watchdog: worker._run_slices).
 """
 
 from __future__ import annotations
