@@ -75,14 +75,22 @@ class Watchdog:
         self._condition = threading.Condition()
         self._watches: list[Watch] = []
         self._thread: Optional[threading.Thread] = None
-        self._pid = 0
+        self._fork_hook = False
+
+    def _forget(self) -> None:
+        """In a forked child: the thread is gone, and its lock may have been held at
+        the fork; start afresh."""
+        self._condition = threading.Condition()
+        self._watches = []
+        self._thread = None
 
     def watch(self, watch: Watch) -> None:
         """Start watching `watch` (until `release`)."""
+        if not self._fork_hook:  # registered on first use, not at import
+            self._fork_hook = True
+            os.register_at_fork(after_in_child=self._forget)
         with self._condition:
-            if self._thread is None or self._pid != os.getpid():  # none yet, or forked
-                self._pid = os.getpid()
-                self._watches = []
+            if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="amorsize-watchdog",
                                                 daemon=True)
                 self._thread.start()
@@ -96,7 +104,7 @@ class Watchdog:
                 self._watches.remove(watch)
 
     def _loop(self) -> None:
-        condition = self._condition
+        condition = self._condition  # this thread's; a forked child makes its own
         with condition:
             while True:
                 while not self._watches:

@@ -85,3 +85,42 @@ def test_items_a_task_in_the_caller_did_not_get_to_are_handed_out_again_without_
     again = flow.cursor.take(10, as_list=False)
     assert again is not None and again[0] == 300 and list(again[1]) == data[300:310]
     assert list(flow.results()) == [data[:300]]
+
+
+@pytest.mark.timeout(60)
+def test_a_child_forked_while_the_watchdog_held_its_lock_still_runs_watched_tasks() -> None:
+    """A program that forks (a multiprocessing fork pool calling amorsize in its
+    workers) may fork while the watchdog thread holds its lock: the child must not
+    inherit a lock nobody will release."""
+    import os
+    import signal
+
+    from amorsize.watchdog import watchdog
+
+    reader = iter(list(range(10)))
+    warm = Watch(reader, end=10, started=time.perf_counter(), budget=60.0, pace=0.0,
+                 step=1, slack=0.02, interval=0.005)
+    watchdog.watch(warm)  # the thread exists and registered the fork hook
+    watchdog.release(warm)
+    with watchdog._condition:  # held at the fork, as the thread may hold it
+        pid = os.fork()
+        if pid == 0:  # the child: a watched serial task, then leave at once
+            try:
+                taken = InputCursor(list(range(5000)), 0).take(5000, as_list=False)
+                assert taken is not None
+                report = run_task(dear_after_50, 0, 0, taken[1], budget=0.05, step=10,
+                                  portable=False, exact=False, pace=2e-6)
+                os._exit(0 if report.stopped_early and report.error is None else 1)
+            except BaseException:
+                os._exit(2)
+    deadline = time.monotonic() + 30
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung on the watchdog's inherited lock")
+        time.sleep(0.05)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
