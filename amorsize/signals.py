@@ -25,7 +25,17 @@ class Terminated(BaseException):
     """SIGTERM arrived while a run was going (a BaseException, like KeyboardInterrupt)."""
 
 
+_installed_in = 0  # the pid that installed the handler
+
+
 def _raise_terminated(signum: int, frame: Optional[FrameType]) -> None:
+    if os.getpid() != _installed_in:
+        # A child forked while a run was going (a worker before its initializer reset
+        # the handler): it must simply end, as SIGTERM's default action does. Raising
+        # there could unwind the child into its parent's code, never to exit.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
     raise Terminated("SIGTERM")
 
 
@@ -33,10 +43,12 @@ def _raise_terminated(signum: int, frame: Optional[FrameType]) -> None:
 def sigterm_cancels_run() -> Iterator[None]:
     """While inside, SIGTERM raises Terminated in the main thread (only where its
     action is still the default)."""
+    global _installed_in
     installed = False
     if (hasattr(signal, "SIGTERM") and threading.current_thread() is threading.main_thread()
             and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
         try:
+            _installed_in = os.getpid()
             signal.signal(signal.SIGTERM, _raise_terminated)
             installed = True
         except ValueError:  # not the main interpreter

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -291,3 +292,25 @@ def test_nap_items_fixed_to_threads_all_run_in_threads() -> None:
                       executor_type="thread", n_jobs=2)
     assert all(name.startswith("amorsize") for name in results)
     assert execute(nap, range(4), executor_type="thread", n_jobs=2) == [0, 1, 2, 3]
+
+
+@pytest.mark.timeout(60)
+def test_a_child_forked_during_a_run_dies_of_sigterm_instead_of_raising() -> None:
+    """A worker forked while a run's SIGTERM handler is installed, and signalled
+    before its initializer resets it, ends as SIGTERM's default action ends it (a
+    raise there could unwind the child into its parent's code)."""
+    from amorsize.signals import sigterm_cancels_run
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("the handler is installed from the main thread only")
+    with sigterm_cancels_run():
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(30)
+                os._exit(3)  # the signal did not end this child
+            except BaseException:
+                os._exit(4)  # it raised instead
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
