@@ -23,6 +23,14 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 MIN_INTERVAL_SECONDS = 0.005
+PACE_FACTOR = 2.0  # a task may take this many times what its first items took, per item
+
+
+def calibrated_pace(pace: float, elapsed: float, done: int) -> float:
+    """The pace after a task's first `done` items took `elapsed` seconds: at most
+    PACE_FACTOR times their cost (a planned pace from cold workers can be far too high).
+    One rule for worker._run_slices and the watchdog."""
+    return min(pace, PACE_FACTOR * elapsed / done)
 
 
 @dataclass(eq=False)
@@ -59,7 +67,7 @@ class Watch:
         if self.behind == float("inf"):
             if done < self.step or done <= 0:
                 return False
-            self.pace = min(self.pace, 2.0 * (now - self.started) / done)
+            self.pace = calibrated_pace(self.pace, now - self.started, done)
             self.behind = now + self.slack
             self.calibrated_at = done
             return False

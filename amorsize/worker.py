@@ -31,7 +31,7 @@ from amorsize import lifeline
 from amorsize.errors import portable_exception
 from amorsize.input_slice import InputSlice
 from amorsize.measure import thread_clock
-from amorsize.watchdog import MIN_INTERVAL_SECONDS, Watch, watchdog
+from amorsize.watchdog import MIN_INTERVAL_SECONDS, Watch, calibrated_pace, watchdog
 
 # A time-boxed task of items estimated dear enough (a first slice of at most
 # PER_ITEM_CHECK_STEP items) looks at the clock after every item: a cost that jumps
@@ -48,7 +48,6 @@ SLICES_PER_BUDGET = 64
 # seen after about twice the planned time of the items before the jump (20 ms at
 # least), not after the whole budget.
 PACE_SLACK_SECONDS = 0.02
-PACE_FACTOR = 2.0
 
 _local = threading.local()
 
@@ -199,7 +198,7 @@ def _run_slices(func: Callable[[Any], Any], items: Sequence[Any], budget: float,
                 now = clock()
                 if calibrating and len(results) >= step:
                     calibrating = False
-                    pace = min(pace, PACE_FACTOR * (now - started) / len(results))
+                    pace = calibrated_pace(pace, now - started, len(results))
                     behind = now + PACE_SLACK_SECONDS
                 behind += pace
                 if now >= deadline or now >= behind:
@@ -218,7 +217,7 @@ def _run_slices(func: Callable[[Any], Any], items: Sequence[Any], budget: float,
         t1 = clock()
         if calibrating:
             calibrating = False
-            pace = min(pace, PACE_FACTOR * (t1 - started) / size)
+            pace = calibrated_pace(pace, t1 - started, size)
             behind = t1 + PACE_SLACK_SECONDS
         else:
             behind += pace * size
