@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from amorsize.errors import TaskTimeoutError, WorkerDiedError, items_text
-from amorsize.input_slice import InputSlice
+from amorsize.input_slice import InputSlice, readable_in_place
 from amorsize.pools import ManagedPool
 from amorsize.worker import ChunkReport, TaskFunction, first_unpicklable, run_task
 
@@ -72,8 +72,8 @@ class InputCursor:
 
     def take(self, count: int, as_list: bool = True) -> Optional[tuple[int, Any]]:
         """(input index of the first item, up to `count` items), or None at the end.
-        A list when `as_list`; else a range stays a range and a list or tuple is an
-        `InputSlice` (no copy: a task in the calling process reads the input itself)."""
+        A list when `as_list`; else a list, tuple or range is an `InputSlice` (no copy:
+        a task in the calling process reads the input itself)."""
         if self.given_back:
             start, items = self.given_back.popleft()
             if len(items) > count:
@@ -84,7 +84,7 @@ class InputCursor:
             return None
         start = self.position
         part: Any
-        if self.sliceable and not as_list and not isinstance(self.data, range):
+        if not as_list and readable_in_place(self.data):
             stop = min(start + count, len(self.data))  # type: ignore[arg-type]
             part = InputSlice(self.data, start, stop)  # type: ignore[arg-type]
         elif self.sliceable:

@@ -2,14 +2,15 @@
 
 A serial task of cheap items would cost about 20 % more than a list comprehension if
 it ran in slices to look at the clock between them (each slice's results are joined).
-Instead, the task runs one comprehension straight over the input list's own iterator,
-and a watchdog thread looks at the clock for it: when the task is past its budget or
-behind its pace (the same rules as worker._run_slices), the watchdog moves the
-iterator to the end of the list (`__setstate__`, the iterator's pickling hook). The
-comprehension then ends normally after the item in progress: every item it took has
-its result, and the items after it are untouched, so nothing runs twice.
+Instead, the task runs one comprehension straight over the input's own iterator (a
+list, tuple or range: amorsize/input_slice.py), and a watchdog thread looks at the
+clock for it: when the task is past its budget or behind its pace (the same rules as
+worker._run_slices), the watchdog moves the iterator to the end of the input
+(`__setstate__`, the iterator's pickling hook). The comprehension then ends normally
+after the item in progress: every item it took has its result, and the items after it
+are untouched, so nothing runs twice.
 
-Under the GIL a list iterator's `__next__` and `__setstate__` never interleave.
+Under the GIL an iterator's `__next__` and `__setstate__` never interleave.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def calibrated_pace(pace: float, elapsed: float, done: int) -> float:
 class Watch:
     """One task being watched: its iterator and the rules it stops by."""
 
-    iterator: Iterator[Any]  # a list or tuple iterator: length_hint, __setstate__
+    iterator: Iterator[Any]  # a list, tuple or range iterator: length_hint, __setstate__
     end: int  # the index that exhausts it (the length of the list)
     started: float
     budget: float

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import operator
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any
@@ -42,7 +43,8 @@ class Inline(Executor):
 
 def test_a_list_or_range_is_handed_out_in_slices_and_an_iterator_in_lists() -> None:
     cursor = InputCursor(range(10), 2)
-    assert cursor.take(3, as_list=False) == (2, range(2, 5))
+    taken = cursor.take(3, as_list=False)
+    assert taken is not None and taken[0] == 2 and list(taken[1]) == [2, 3, 4]
     assert cursor.take(3) == (5, [5, 6, 7])
     assert cursor.take(5) == (8, [8, 9]) and cursor.exhausted
     assert cursor.take(1) is None and cursor.empty
@@ -116,6 +118,29 @@ def test_a_task_in_the_caller_reads_a_list_in_place_and_behaves_as_a_sequence() 
     assert rest is not None and rest[1][:] == data[15:] and cursor.exhausted
 
 
+@pytest.mark.parametrize("source", [tuple, range])
+def test_a_tuple_or_range_is_read_in_place_from_where_the_task_starts(source: Any) -> None:
+    data = range(10, 110) if source is range else source(range(10, 110))
+    taken = InputCursor(data, 40).take(10, as_list=False)
+    assert taken is not None and isinstance(taken[1], InputSlice)
+    assert list(taken[1]) == list(range(50, 60))
+    reader = taken[1].reader()
+    assert operator.length_hint(reader) == 60 and next(reader) == 50
+
+
+class TaggedList(list):  # type: ignore[type-arg]
+    """A list subclass whose own __iter__ need not be positionable."""
+
+    def __iter__(self) -> Any:
+        return (x for x in super().__iter__())
+
+
+def test_a_list_subclass_is_copied_not_read_in_place() -> None:
+    taken = InputCursor(TaggedList(range(100)), 5).take(10, as_list=False)
+    assert taken is not None and not isinstance(taken[1], InputSlice)
+    assert list(taken[1]) == list(range(5, 15))
+
+
 def fail_on_2500(x: int) -> int:
     if x == 2500:
         raise ValueError("bad item")
@@ -180,12 +205,13 @@ def test_without_a_pace_a_task_runs_to_its_budget() -> None:
     assert done == 100 + 198 and clock.now >= 10.0
 
 
-@pytest.mark.parametrize("source", [list, tuple])
+@pytest.mark.parametrize("source", [list, tuple, range])
 def test_a_cheap_task_to_the_end_of_a_list_runs_watched_and_names_the_failing_item(
         source: Any) -> None:
     """To the end of the caller's list: one comprehension (its results are lost with
     the failure, as a failing slice's are), the failing item found all the same."""
-    taken = InputCursor(source(range(3000)), 0).take(3000, as_list=False)
+    data = range(3000) if source is range else source(range(3000))
+    taken = InputCursor(data, 0).take(3000, as_list=False)
     assert taken is not None and taken[1].stop == 3000
     report = run_task(fail_on_2500, 0, 0, taken[1], budget=3600.0, step=100,
                       portable=False, exact=False, pace=1.0)
