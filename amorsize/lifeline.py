@@ -5,9 +5,11 @@
   stdout open, so a supervisor reading it hangs. On Linux the kernel's parent-death
   signal kills the worker at once (`prctl(PR_SET_PDEATHSIG)`, set when the pool is
   started from the main thread: the signal follows the thread that forked, and only
-  the main thread lives as long as the process). Everywhere, a daemon thread in the
+  the main thread lives as long as the process). Where that signal cannot be armed
+  (other platforms, a pool started from another thread), a daemon thread in the
   worker waits on multiprocessing's parent sentinel (readable once the parent is gone)
-  and checks the parent pid twice a second, then ends the worker.
+  and checks the parent pid twice a second, then ends the worker. (Starting that
+  thread costs a worker about 1 ms before its first task; the signal needs none.)
 - **Nested runs.** A worker is one of n parallel workers: an execute() inside it gets
   its share of the cores (`system.usable_cores()` answers with it), not all of them.
 - **Task start times.** A worker notes in shared memory which task it started and
@@ -17,7 +19,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import mmap
 import os
 import signal
 import sys
@@ -43,11 +47,20 @@ _SLOT_FIELDS = 3  # pid, task key, monotonic start
 
 
 class StartBoard:
-    """Shared memory where process workers note the task they run and since when."""
+    """Shared memory where process workers note the task they run and since when.
+
+    Forked workers inherit an anonymous shared mapping as it is; workers started by
+    spawn or a fork server get the board pickled, so it is a multiprocessing RawArray
+    there (a file-backed arena: a few ms more to set up, on the first run only)."""
 
     def __init__(self, context: Any, slots: int) -> None:
         self.slots = slots
-        self.cells = context.RawArray("d", _SLOT_FIELDS * slots)
+        self.cells: Any
+        if context.get_start_method() == "fork":
+            self._mapping = mmap.mmap(-1, _SLOT_FIELDS * slots * ctypes.sizeof(ctypes.c_double))
+            self.cells = (ctypes.c_double * (_SLOT_FIELDS * slots)).from_buffer(self._mapping)
+        else:
+            self.cells = context.RawArray("d", _SLOT_FIELDS * slots)
         self.claim_lock = context.Lock()
 
     def pids(self) -> list[int]:
@@ -112,15 +125,25 @@ def thread_task_started(key: int) -> Optional[float]:
 # ---------------------------------------------------------------- parent death
 
 
+_prctl: Any = None  # libc's prctl once looked up; False where there is none
+
+
+def find_prctl() -> Any:
+    """libc's prctl (Linux), looked up once: a pool looks it up before it forks, so
+    forked workers inherit it instead of loading libc's symbols each (~0.4 ms)."""
+    global _prctl
+    if _prctl is None:
+        _prctl = False
+        if sys.platform.startswith("linux"):
+            with contextlib.suppress(OSError, AttributeError):  # the process's own symbols
+                _prctl = ctypes.CDLL(None, use_errno=True).prctl
+    return _prctl
+
+
 def _set_parent_death_signal() -> bool:
     """Ask Linux to SIGKILL this process when its parent thread ends."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)  # the process's own symbols: libc's
-        return libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
+    prctl = find_prctl()
+    return bool(prctl) and prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
 
 
 def _watch_parent(parent_pid: int, first_ppid: int) -> None:
@@ -170,12 +193,12 @@ def init_worker(parent_pid: int, use_death_signal: bool, cores: int,
     first_ppid = os.getppid()
     # Started by the fork server (whose main thread forks, and which ends with its
     # client), or by the parent's main thread: the signal then means what it says.
-    if use_death_signal or first_ppid != parent_pid:
-        _set_parent_death_signal()
+    armed = (use_death_signal or first_ppid != parent_pid) and _set_parent_death_signal()
     if not alive(parent_pid):  # died before the signal was armed
         os._exit(1)
-    threading.Thread(target=_watch_parent, args=(parent_pid, first_ppid),
-                     name="amorsize-lifeline", daemon=True).start()
+    if not armed:
+        threading.Thread(target=_watch_parent, args=(parent_pid, first_ppid),
+                         name="amorsize-lifeline", daemon=True).start()
     _core_budget = max(1, cores)
     if board is not None:
         _slot = board.claim()

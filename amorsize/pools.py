@@ -210,6 +210,7 @@ def process_pool(workers: int, mp_context: Any = None,
     if max_tasks_per_child is not None and mp_context is None:
         context = multiprocessing.get_context("spawn")  # recycling needs spawn/forkserver
     board = lifeline.StartBoard(context, _SLOTS_PER_WORKER * workers)
+    lifeline.find_prctl()  # before the fork: forked workers inherit it
     cores = max(1, system.usable_cores() // workers)
     from_main = threading.current_thread() is threading.main_thread()
     options: dict[str, Any] = {}

@@ -126,6 +126,32 @@ def test_workers_end_when_their_parent_dies(caller_factory: Any, sig: str,
     wait_until(lambda: all(gone(pid) for pid in workers), f"workers {workers} ended")
 
 
+RUNNING_IN_A_THREAD = """
+    import threading
+    from amorsize import HookEvent, HookManager, execute
+    from tests.workloads import nap
+    hooks = HookManager()
+    hooks.register(HookEvent.ON_WORKER_START, lambda c: print("WORKER", c.pid, flush=True))
+    def job():
+        execute(nap, range(1_000_000), hooks, executor_type="process", n_jobs=2, chunksize=1)
+    runner = threading.Thread(target=job)
+    runner.start()
+    runner.join()
+"""
+
+
+@pytest.mark.timeout(120)
+def test_workers_of_a_pool_started_from_another_thread_end_when_their_parent_dies(
+        caller_factory: Any) -> None:
+    """Linux's parent-death signal follows the thread that forked, so it is not armed
+    here: the worker's own lifeline thread (amorsize/lifeline.py) ends the worker."""
+    caller = caller_factory(RUNNING_IN_A_THREAD)
+    workers = caller.worker_pids(2)
+    os.kill(caller.process.pid, signal.SIGKILL)
+    caller.process.communicate(timeout=DEADLINE)
+    wait_until(lambda: all(gone(pid) for pid in workers), f"workers {workers} ended")
+
+
 @pytest.mark.timeout(120)
 def test_sigterm_cancels_the_run_then_ends_the_process_as_sigterm(caller_factory: Any) -> None:
     caller = caller_factory(RUNNING.format(setup=""))
