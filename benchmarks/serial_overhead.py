@@ -3,7 +3,8 @@
 
 Cheap items (`x * 2`, ~0.1 us) make the mechanism's own costs visible. Measured in one
 process, interleaved, medians of the ratios to the comprehension of the same round:
-- execute(): the whole serial run (dry run, decision, events, tasks);
+- execute(): the whole serial run (dry run, decision, events, tasks), on a list and on
+  a range (each against a comprehension over the same input);
 - one islice: the comprehension fed through itertools.islice (how a task reads its slice);
 - slices joined: slices of ~1/64 of a 1.5 s budget from one iterator, their result
   lists joined (how a task looks at the clock without the watchdog: worker._run_slices).
@@ -15,7 +16,7 @@ import argparse
 import itertools
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from amorsize import execute
@@ -41,6 +42,14 @@ def slices_joined(data: list[int]) -> list[int]:
     return out or []
 
 
+def comprehension_seconds(data: Sequence[int]) -> float:
+    t0 = time.perf_counter()
+    baseline = [double(x) for x in data]
+    elapsed = time.perf_counter() - t0
+    del baseline
+    return elapsed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=4_000_000)
@@ -54,16 +63,20 @@ def main() -> None:
         "slices joined": slices_joined,
     }
     ratios: dict[str, list[float]] = {name: [] for name in methods}
+    ratios["execute(range)"] = []
     for _ in range(args.runs):
-        t0 = time.perf_counter()
-        baseline = [double(x) for x in data]
-        base = time.perf_counter() - t0
-        del baseline
+        base = comprehension_seconds(data)
         for name, method in methods.items():
             t0 = time.perf_counter()
             results = method(data)
             ratios[name].append((time.perf_counter() - t0) / base)
             del results
+        span = range(args.items)
+        base = comprehension_seconds(span)
+        t0 = time.perf_counter()
+        results = execute(double, span)
+        ratios["execute(range)"].append((time.perf_counter() - t0) / base)
+        del results
     print(f"{args.items:,} items of x * 2, median of {args.runs} interleaved rounds, "
           "ratio to a list comprehension:")
     for name, values in ratios.items():
