@@ -45,13 +45,23 @@ def wait_until(condition: Any, what: str) -> None:
         time.sleep(0.05)
 
 
+# A shell run under nohup ignores SIGHUP, and an ignored signal stays ignored across
+# exec: the caller would never die of it. The tests send signals with their default
+# action in mind.
+DEFAULT_SIGNAL_ACTIONS = (
+    "import signal as _signal\n"
+    "_signal.signal(_signal.SIGHUP, _signal.SIG_DFL)\n"
+    "_signal.signal(_signal.SIGTERM, _signal.SIG_DFL)\n"
+)
+
+
 class Caller:
     """A Python program running `script` in a subprocess (its own session)."""
 
     def __init__(self, script: str) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-c", textwrap.dedent(script)], cwd=REPO,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [sys.executable, "-c", DEFAULT_SIGNAL_ACTIONS + textwrap.dedent(script)],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             start_new_session=True)
 
     def lines(self) -> Iterator[str]:
