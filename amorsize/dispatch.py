@@ -60,8 +60,8 @@ class InputCursor:
         return self.position - sum(len(items) for _, items in self.given_back)
 
     def rewind(self, position: int) -> None:
-        """Hand out again from `position` (a list or tuple input, read in place: the
-        items a task in the calling process did not get to need no copy)."""
+        """Hand out again from `position` (an input read in place: the items a task in
+        the calling process did not get to need no copy)."""
         self.position = position
         self.exhausted = False
 

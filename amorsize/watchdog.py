@@ -39,7 +39,7 @@ class Watch:
     """One task being watched: its iterator and the rules it stops by."""
 
     iterator: Iterator[Any]  # a list, tuple or range iterator: length_hint, __setstate__
-    end: int  # the index that exhausts it (the length of the list)
+    end: int  # the index that exhausts it (the length of the input)
     started: float
     budget: float
     pace: float  # seconds per item; 0: none
@@ -49,7 +49,6 @@ class Watch:
     remaining_at_start: int = field(init=False)
     behind: float = field(default=float("inf"), init=False)
     calibrated_at: int = field(default=0, init=False)
-    stopped: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self.remaining_at_start = operator.length_hint(self.iterator)
@@ -122,7 +121,6 @@ class Watchdog:
                 now = time.perf_counter()
                 for watch in list(self._watches):
                     if watch.late(now):
-                        watch.stopped = True
                         watch.iterator.__setstate__(watch.end)  # type: ignore[attr-defined]
                         self._watches.remove(watch)
 

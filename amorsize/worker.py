@@ -231,8 +231,8 @@ def _run_slices(func: Callable[[Any], Any], items: Sequence[Any], budget: float,
 
 def _run_watched(func: Callable[[Any], Any], items: InputSlice, budget: float, step: int,
                  pace: float, progress: _Progress) -> int:
-    """A task that runs to the end of the caller's list (or tuple): one comprehension
-    over the list's own iterator, stopped by the watchdog (same budget and pace rules
+    """A task that runs to the end of the caller's list, tuple or range: one
+    comprehension over the input's own iterator, stopped by the watchdog (same budget and pace rules
     as _run_slices; see amorsize/watchdog.py). No slice, no join: a serial run of
     cheap items costs what a list comprehension costs."""
     reader = items.reader()
