@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 EXECUTOR_TYPES = ("serial", "thread", "process")
@@ -208,6 +208,27 @@ def candidates(w: Workload, machine: MachineCosts, allowed: Sequence[str],
             chunk = chunk_for(w, "thread", n, target_chunk_duration, machine)
             plans.append(Plan("thread", n, chunk, predict_thread(w, n, chunk, machine)))
     return plans
+
+
+def pool_pays_from(w: Workload, machine: MachineCosts, target_chunk_duration: float,
+                   min_speedup: float, ceiling: float = 1.0) -> float:
+    """The item cost (seconds) from which `best_plan` would run `w`'s items on a pool
+    rather than serially, all else as measured; `ceiling` if not even at that cost.
+    Serial work is only worth stopping to review once its items cost this much."""
+    def pays(item_seconds: float) -> bool:
+        candidate = replace(w, item_seconds=item_seconds)
+        return best_plan(candidate, machine, EXECUTOR_TYPES, None, target_chunk_duration,
+                         min_speedup).executor_type != "serial"
+
+    low, high = max(w.item_seconds, 1e-9), ceiling
+    if pays(low):
+        return low
+    if not pays(high):
+        return high
+    while high > low * 1.25:  # to 25 %, on a log scale: a threshold, not a forecast
+        middle = math.sqrt(low * high)
+        low, high = (low, middle) if pays(middle) else (middle, high)
+    return high
 
 
 def best_plan(w: Workload, machine: MachineCosts, allowed: Sequence[str],

@@ -11,6 +11,7 @@ this process).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Executor
 from typing import Any, Optional, Union
@@ -155,7 +156,9 @@ def _concatenated(chunks: list[list[Any]]) -> list[Any]:
     results = chunks[largest]
     if not isinstance(results, list):
         results = list(results)
-    results[0:0] = [r for chunk in chunks[:largest] for r in chunk]
+    if largest:  # C-speed copies: a loop in Python here cost ~15 % of a cheap serial run
+        results[0:0] = chunks[0] if largest == 1 else list(
+            itertools.chain.from_iterable(chunks[:largest]))
     for chunk in chunks[largest + 1:]:
         results.extend(chunk)
     return results

@@ -260,6 +260,32 @@ class TaskSizer:
         return max(1, int(budget / SLICES_PER_BUDGET / per_item))
 
 
+class SerialPaceFloor:
+    """A serial task's pace floor in automatic mode (worker.PACE_SLACK_SECONDS): the
+    item cost from which `review_executor` would move the rest to a pool. Below it a
+    task stopped for falling behind would only be split (its results joined) for a
+    review that keeps it serial. Worked out again (about a millisecond) when the
+    items left have halved."""
+
+    def __init__(self, target_chunk_duration: float, min_speedup: float) -> None:
+        self.target = target_chunk_duration
+        self.min_speedup = min_speedup
+        self._last: Optional[tuple[int, float]] = None  # (items left, floor)
+
+    def floor(self, costs: ItemCosts, remaining: int, machine: costmodel.MachineCosts
+              ) -> float:
+        """Seconds per item; 0 (no floor) before any estimate."""
+        last = self._last
+        if last is not None and remaining > last[0] / 2:
+            return last[1]
+        w = costs.workload(remaining)
+        if w is None:
+            return 0.0
+        value = costmodel.pool_pays_from(w, machine, self.target, self.min_speedup)
+        self._last = (remaining, value)
+        return value
+
+
 def review_executor(kind: str, workers: int, costs: ItemCosts, remaining: int,
                     machine: costmodel.MachineCosts, target_chunk_duration: float,
                     min_speedup: float) -> Optional[costmodel.Plan]:

@@ -25,6 +25,7 @@ from typing import Any, Optional
 
 from amorsize import costmodel
 from amorsize.measure import could_run, cpu_share, thread_clock
+from amorsize.worker import ChunkReport, worker_identity
 
 # An item at least this slow (not the first, which warms up) ends the sample: the
 # workers measure the rest.
@@ -125,6 +126,20 @@ class Sample:
             transfer_bytes=self._mean("input_bytes") + self._mean("result_bytes"),
             peak_memory=self.peak_memory_bytes,
         )
+
+    def report(self, sampled: bool) -> ChunkReport:
+        """The dry run's items as task 0 of the calling process; `sampled`: the run
+        went on in a pool."""
+        failed = self.error is not None
+        return ChunkReport(
+            chunk_id=0, item_count=len(self.results) + failed, done=len(self.results),
+            results=self.results, wall_start=self.wall_start, wall_end=self.wall_end,
+            duration=self.compute_seconds, cpu_seconds=self.cpu_seconds,
+            run_delay=self.run_delay, pid=self.pid, worker_key=worker_identity(),
+            worker_started_at=self.wall_start, error=self.error,
+            error_traceback=self.error_traceback,
+            error_index=len(self.results) if failed else None, sampled=sampled,
+            executor_kind="serial")
 
     def remaining_data(self) -> Iterator[Any]:
         """Every item, sampled ones first, without consuming the rest."""

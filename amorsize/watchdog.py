@@ -27,11 +27,13 @@ MIN_INTERVAL_SECONDS = 0.005
 PACE_FACTOR = 2.0  # a task may take this many times what its first items took, per item
 
 
-def calibrated_pace(pace: float, elapsed: float, done: int) -> float:
+def calibrated_pace(pace: float, elapsed: float, done: int, floor: float = 0.0) -> float:
     """The pace after a task's first `done` items took `elapsed` seconds: at most
-    PACE_FACTOR times their cost (a planned pace from cold workers can be far too high).
-    One rule for worker._run_slices and the watchdog."""
-    return min(pace, PACE_FACTOR * elapsed / done)
+    PACE_FACTOR times their cost (a planned pace from cold workers can be far too high),
+    never below `floor` (a serial task: the item cost from which a pool would pay; a
+    slower stretch short of that is the machine, not a reason to stop). One rule for
+    worker._run_slices and the watchdog."""
+    return max(floor, min(pace, PACE_FACTOR * elapsed / done))
 
 
 @dataclass(eq=False)
@@ -46,6 +48,7 @@ class Watch:
     step: int  # items after which the pace is calibrated
     slack: float
     interval: float
+    pace_floor: float = 0.0
     remaining_at_start: int = field(init=False)
     behind: float = field(default=float("inf"), init=False)
     calibrated_at: int = field(default=0, init=False)
@@ -67,7 +70,7 @@ class Watch:
         if self.behind == float("inf"):
             if done < self.step or done <= 0:
                 return False
-            self.pace = calibrated_pace(self.pace, now - self.started, done)
+            self.pace = calibrated_pace(self.pace, now - self.started, done, self.pace_floor)
             self.behind = now + self.slack
             self.calibrated_at = done
             return False

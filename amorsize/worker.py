@@ -46,7 +46,10 @@ SLICES_PER_BUDGET = 64
 # high), and the task stops once the items after them take longer than
 # PACE_SLACK_SECONDS + pace x their count. A cost that jumps inside a task is then
 # seen after about twice the planned time of the items before the jump (20 ms at
-# least), not after the whole budget.
+# least), not after the whole budget. A serial task in automatic mode also carries a
+# pace floor, the item cost from which a pool would pay: short of it, stopping would
+# only split the task (its results joined) for a review that keeps it serial, so a
+# stretch slowed by a busy machine does not stop it.
 PACE_SLACK_SECONDS = 0.02
 
 _local = threading.local()
@@ -177,10 +180,12 @@ def _run_part(func: Callable[[Any], Any], reader: Iterator[Any], count: int, exa
 
 def _run_slices(func: Callable[[Any], Any], items: Sequence[Any], budget: float, step: int,
                 exact: bool, progress: _Progress, pace: float = 0.0,
-                clock: Callable[[], float] = time.perf_counter) -> int:
+                clock: Callable[[], float] = time.perf_counter, pace_floor: float = 0.0
+                ) -> int:
     """Run `items` into `progress` until done, past `budget` seconds, or behind `pace`
-    (see PACE_SLACK_SECONDS); return how many were run. Slices are read from one
-    iterator, never copied. `clock` is injectable for tests."""
+    (see PACE_SLACK_SECONDS; calibrated never below `pace_floor`); return how many were
+    run. Slices are read from one iterator, never copied. `clock` is injectable for
+    tests."""
     count = len(items)
     reader = _reader(items)
     if budget <= 0 or step >= count:
@@ -198,7 +203,7 @@ def _run_slices(func: Callable[[Any], Any], items: Sequence[Any], budget: float,
                 now = clock()
                 if calibrating and len(results) >= step:
                     calibrating = False
-                    pace = calibrated_pace(pace, now - started, len(results))
+                    pace = calibrated_pace(pace, now - started, len(results), pace_floor)
                     behind = now + PACE_SLACK_SECONDS
                 behind += pace
                 if now >= deadline or now >= behind:
@@ -217,7 +222,7 @@ def _run_slices(func: Callable[[Any], Any], items: Sequence[Any], budget: float,
         t1 = clock()
         if calibrating:
             calibrating = False
-            pace = calibrated_pace(pace, t1 - started, size)
+            pace = calibrated_pace(pace, t1 - started, size, pace_floor)
             behind = t1 + PACE_SLACK_SECONDS
         else:
             behind += pace * size
@@ -230,14 +235,15 @@ def _run_slices(func: Callable[[Any], Any], items: Sequence[Any], budget: float,
 
 
 def _run_watched(func: Callable[[Any], Any], items: InputSlice, budget: float, step: int,
-                 pace: float, progress: _Progress) -> int:
+                 pace: float, pace_floor: float, progress: _Progress) -> int:
     """A task that runs to the end of the caller's list, tuple or range: one
     comprehension over the input's own iterator, stopped by the watchdog (same budget and pace rules
     as _run_slices; see amorsize/watchdog.py). No slice, no join: a serial run of
     cheap items costs what a list comprehension costs."""
     reader = items.reader()
     watch = Watch(reader, len(items.data), time.perf_counter(), budget, pace, step,
-                  PACE_SLACK_SECONDS, max(MIN_INTERVAL_SECONDS, budget / SLICES_PER_BUDGET))
+                  PACE_SLACK_SECONDS, max(MIN_INTERVAL_SECONDS, budget / SLICES_PER_BUDGET),
+                  pace_floor)
     watchdog.watch(watch)
     try:
         progress.results = [func(item) for item in reader]
@@ -261,14 +267,15 @@ def run_task(
     portable: bool = True,
     exact: bool = True,
     pace: float = 0.0,
+    pace_floor: float = 0.0,
 ) -> ChunkReport:
     """Call `func` on the items of one task; stop at the first exception.
 
     `items` is a list, the list pickled (bytes: the results come back pickled too,
     and the worker times both), or a lazy iterable (the calling process streams the
     input without building a list; no time budget then). `portable` makes the
-    exception survive pickling. KeyboardInterrupt is not caught: an interrupted
-    worker stops.
+    exception survive pickling. `pace` and `pace_floor`: see PACE_SLACK_SECONDS.
+    KeyboardInterrupt is not caught: an interrupted worker stops.
     """
     if isinstance(func, FunctionPayload):
         func = func.load()
@@ -291,9 +298,10 @@ def run_task(
     try:
         if (isinstance(items, InputSlice) and budget > 0 and not exact and step < len(items)
                 and items.stop == len(items.data)):
-            done = _run_watched(func, items, budget, step, pace, progress)
+            done = _run_watched(func, items, budget, step, pace, pace_floor, progress)
         elif sized:
-            done = _run_slices(func, items, budget, step, exact, progress, pace)  # type: ignore[arg-type]
+            done = _run_slices(func, items, budget, step, exact, progress,  # type: ignore[arg-type]
+                              pace, pace_floor=pace_floor)
         else:
             progress.results.extend(map(func, items))  # keeps those before a failure
             done = len(progress.results)

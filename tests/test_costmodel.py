@@ -102,3 +102,26 @@ def test_a_fixed_worker_count_is_the_only_one_predicted() -> None:
     w = Workload(items=1000, item_seconds=1e-3)
     plans = costmodel.candidates(w, MACHINE, ["thread", "process"], 3, 0.2)
     assert {p.n_jobs for p in plans} == {3}
+
+
+def test_the_item_cost_from_which_a_pool_pays_divides_serial_from_pool_plans() -> None:
+    """pool_pays_from: below it best_plan stays serial, from it a pool is chosen."""
+    w = Workload(items=100_000, item_seconds=1e-7, parent_ipc_seconds=1e-6,
+                 worker_ipc_seconds=1e-6)
+    threshold = costmodel.pool_pays_from(w, MACHINE, 0.2, 1.1)
+    assert w.item_seconds < threshold < 1.0
+
+    def plan_at(item_seconds: float) -> str:
+        at = Workload(items=w.items, item_seconds=item_seconds,
+                      parent_ipc_seconds=w.parent_ipc_seconds,
+                      worker_ipc_seconds=w.worker_ipc_seconds)
+        return costmodel.best_plan(at, MACHINE, costmodel.EXECUTOR_TYPES, None, 0.2,
+                                   1.1).executor_type
+
+    assert plan_at(threshold / 1.3) == "serial"
+    assert plan_at(threshold) != "serial"
+    # Already dear enough: the items' own cost; never worth it: the ceiling.
+    dear = Workload(items=100_000, item_seconds=0.01)
+    assert costmodel.pool_pays_from(dear, MACHINE, 0.2, 1.1) == pytest.approx(0.01)
+    two = Workload(items=1, item_seconds=1e-6)
+    assert costmodel.pool_pays_from(two, MACHINE, 0.2, 1.1, ceiling=0.5) == 0.5

@@ -196,6 +196,24 @@ def test_a_task_whose_items_turn_dear_stops_at_its_pace_not_at_its_budget(planne
     assert done == 103 and progress.results == list(range(103))
 
 
+def test_a_pace_floor_keeps_a_slowed_task_running_until_the_items_cost_more() -> None:
+    """A serial task's pace never calibrates below its floor (the cost from which a
+    pool would pay): 10x slower items under a 20 ms floor run on; dearer ones stop."""
+    clock = StepClock(cheap=100)  # 1 ms, then 50 ms items
+    progress = _Progress()
+    done = _run_slices(clock.item, list(range(300)), budget=10.0, step=10, exact=True,
+                       progress=progress, pace=0.004, clock=clock, pace_floor=0.1)
+    # 50 ms items under a 100 ms floor: only the budget stops it (100 + 198 items in 10 s)
+    assert done == 298 and clock.now >= 10.0
+    clock = StepClock(cheap=100)
+    progress = _Progress()
+    done = _run_slices(clock.item, list(range(300)), budget=10.0, step=10, exact=True,
+                       progress=progress, pace=0.004, clock=clock, pace_floor=0.02)
+    # Behind at 10 ms + 20 ms slack + 20 ms per item from the 10th (1.85 s at item 100,
+    # which ends at 0.1 s); each 50 ms item falls 30 ms further behind: 59 items on.
+    assert done == 159 and progress.results == list(range(159))
+
+
 def test_without_a_pace_a_task_runs_to_its_budget() -> None:
     clock = StepClock(cheap=100)
     progress = _Progress()

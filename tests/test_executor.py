@@ -763,3 +763,43 @@ def test_worker_traceback_text() -> None:
     error = WorkerTraceback(text)
     assert error.traceback_text == text
     assert str(error).strip() == text
+
+
+@pytest.mark.parametrize("sizes", [[], [3], [5, 40, 60], [40, 5], [2, 3, 50, 4, 1],
+                                   [0, 7, 0]])
+def test_task_results_are_joined_in_order_whichever_task_is_largest(sizes: list[int]
+                                                                     ) -> None:
+    from amorsize.executor import _concatenated
+
+    chunks, start = [], 0
+    for size in sizes:
+        chunks.append(list(range(start, start + size)))
+        start += size
+    assert _concatenated(chunks) == list(range(start))
+
+
+def test_a_serial_run_over_a_list_hands_each_task_the_whole_rest_and_stops_it_by_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tasks in the calling process over a list, tuple or range are stopped at their
+    planned time, not cut at a planned count: a run that ends within one task's time
+    has no result lists to join."""
+    import amorsize.run
+
+    handed: list[tuple[int, float]] = []
+    real = amorsize.run.run_task
+
+    def spy(func: Any, key: int, chunk_id: int, items: Any, budget: float = 0.0,
+            *args: Any, **kwargs: Any) -> Any:
+        handed.append((len(items), budget))
+        return real(func, key, chunk_id, items, budget, *args, **kwargs)
+
+    monkeypatch.setattr(amorsize.run, "run_task", spy)
+    monkeypatch.setattr(amorsize.run, "SERIAL_TASK_SECONDS", 1e-6)  # plans tiny tasks
+    data = list(range(30_000))
+    assert execute(square, data, n_jobs=1, target_chunk_duration=0.001) == [
+        x * x for x in data]
+    # No estimate before the first task: one item; then the whole rest, stopped after
+    # the planned time (never below the budget floor).
+    assert handed[0][0] == 1
+    assert handed[1] == (len(data) - 1, amorsize.policy.BUDGET_FLOOR_SECONDS)
+    assert sum(size for size, _ in handed) >= len(data)

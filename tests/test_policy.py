@@ -242,3 +242,25 @@ def test_the_estimate_at_the_frontier_follows_the_furthest_task(
     for k, value in enumerate(values):
         costs.add(report(k * 10, 10, 10 * value), "process")
     assert costs.per_item() == pytest.approx(expected)
+
+
+def test_a_serial_task_may_slow_down_to_where_a_pool_would_pay_before_it_stops() -> None:
+    """SerialPaceFloor: the review's own threshold; worked out again only when the items
+    left have halved."""
+    costs = policy.ItemCosts()
+    # The dry run's figures: pickling an item and its result costs 1 us each way.
+    costs.prior = costmodel.Workload(items=1, item_seconds=1e-7, parent_ipc_seconds=1e-6,
+                                     worker_ipc_seconds=1e-6)
+    costs.add(report(0, 100_000, 0.01), "serial")  # 0.1 us per item
+    floor = policy.SerialPaceFloor(TARGET, 1.1)
+    first = floor.floor(costs, 1_000_000, MACHINE)
+    assert first > 10 * costs.per_item()  # a stretch 2x slower is no reason to stop
+    plan_at_floor = policy.ItemCosts()
+    plan_at_floor.prior = costs.prior
+    plan_at_floor.add(report(0, 1000, 1000 * first * 1.01), "serial")
+    plan = policy.review_executor("serial", 1, plan_at_floor, 1_000_000, MACHINE, TARGET, 1.1)
+    assert plan is not None  # at the floor, the review would move to a pool
+    assert floor.floor(costs, 600_000, MACHINE) == first  # not halved: kept
+    fewer = floor.floor(costs, 1_000, MACHINE)  # fewer items left: a pool pays later
+    assert fewer > first
+    assert policy.SerialPaceFloor(TARGET, 1.1).floor(policy.ItemCosts(), 10, MACHINE) == 0.0

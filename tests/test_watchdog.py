@@ -124,3 +124,15 @@ def test_a_child_forked_while_the_watchdog_held_its_lock_still_runs_watched_task
             pytest.fail("the forked child hung on the watchdog's inherited lock")
         time.sleep(0.05)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def test_a_watch_never_calibrates_its_pace_below_its_floor() -> None:
+    reader = iter(list(range(100)))
+    watch = Watch(reader, end=100, started=0.0, budget=10.0, pace=0.004, step=10,
+                  slack=0.02, interval=0.005, pace_floor=0.003)
+    advance(reader, 10)
+    assert not watch.late(0.010)  # 1 ms per item: min(4 ms, 2 x 1 ms) = 2 ms, floor 3 ms
+    assert watch.pace == pytest.approx(0.003)
+    advance(reader, 1)  # behind at 10 ms + 20 ms slack + 3 ms for the 11th item
+    assert not watch.late(0.0325)
+    assert watch.late(0.0335)
