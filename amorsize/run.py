@@ -38,8 +38,9 @@ from amorsize.signals import Terminated, end_as_sigterm, sigterm_cancels_run
 from amorsize.worker import ChunkReport, run_task
 
 # Tasks in the calling process (serial) aim at this much work at least: few tasks, few
-# result lists to join. A task still stops at twice its planned time (policy), so a
-# cost that rises is noticed as soon as in a pool.
+# result lists to join. Over a list, tuple or range a task is stopped at that time;
+# otherwise it is cut at the count planned for it and stops at twice its planned time
+# (policy). Either way it stops sooner when its items turn dear enough for a pool.
 SERIAL_TASK_SECONDS = 1.0
 # Items cheaper than this run as a comprehension in the calling process (a failing
 # item is then found from the traceback, where it can be).
