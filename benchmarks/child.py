@@ -7,6 +7,7 @@ at a time limit. The child prints one JSON line with what it measured.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import multiprocessing
@@ -321,5 +322,6 @@ if __name__ == "__main__":
     main(sys.argv)
     sys.stdout.flush()
     for leftover in psutil.Process().children(recursive=True):  # workers of abandoned pools
-        leftover.kill()
+        with contextlib.suppress(psutil.NoSuchProcess):  # ended since the listing
+            leftover.kill()
     os._exit(0)  # abandoned pools (see _abandon) must not be joined at exit
