@@ -204,7 +204,10 @@ def candidates(w: Workload, machine: MachineCosts, allowed: Sequence[str],
                 continue
             plans.append(Plan("process", n, chunk, predict_process(w, n, chunk, machine)))
     if "thread" in allowed:
-        for n in [n_jobs] if n_jobs else thread_counts(w):
+        counts = thread_counts(w)
+        if not machine.gil and not w.waits:  # computing on as many threads as cores:
+            counts = [n for n in counts if n <= max(2, machine.cores)]  # more are no faster
+        for n in [n_jobs] if n_jobs else counts:
             chunk = chunk_for(w, "thread", n, target_chunk_duration, machine)
             plans.append(Plan("thread", n, chunk, predict_thread(w, n, chunk, machine)))
     return plans

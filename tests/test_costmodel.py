@@ -60,6 +60,9 @@ def test_without_the_gil_threads_compute_side_by_side() -> None:
     assert costmodel.predict_thread(w, 4, 100, free) < costmodel.predict_serial(w) / 3
     plan = costmodel.best_plan(w, free, costmodel.EXECUTOR_TYPES)
     assert plan.executor_type == "thread"  # no pickling, no process start
+    assert plan.n_jobs == free.cores  # more threads than cores compute no faster
+    waits = Workload(items=10_000, item_seconds=1e-3, cpu_share=0.1)
+    assert costmodel.best_plan(waits, free, costmodel.EXECUTOR_TYPES).n_jobs > free.cores
 
 
 def test_task_size_aims_at_the_target_within_bounds() -> None:
