@@ -20,14 +20,12 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Optional
 
 from amorsize.errors import TaskTimeoutError, WorkerDiedError, items_text
 from amorsize.input_slice import InputSlice, readable_in_place
 from amorsize.pools import ManagedPool
-from amorsize.signals import interrupts_held_back
 from amorsize.worker import ChunkReport, TaskFunction, first_unpicklable, run_task
 
 # Iterator input is taken in lists of at most this many items at a time, so a task of
@@ -171,10 +169,8 @@ class TaskFlow:
                     f"worker processes need picklable input items: the item at input "
                     f"position {start + bad} cannot be pickled ({error}); make the items "
                     "picklable or use executor_type='thread'") from error
-        # A process pool starts its workers inside submit(): Ctrl-C is held back there.
-        with interrupts_held_back() if pool.owned and pool.kind == "process" else nullcontext():
-            future = pool.executor.submit(run_task, func, key, chunk_id, payload, budget,
-                                          step, pool.kind != "thread", exact, pace)
+        future = pool.executor.submit(run_task, func, key, chunk_id, payload, budget, step,
+                                      pool.kind != "thread", exact, pace)
         self.in_flight[future] = _Task(key, chunk_id, start, items, pool, time.monotonic())
         return True
 

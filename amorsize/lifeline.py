@@ -29,8 +29,6 @@ import threading
 import time
 from typing import Any, Optional
 
-from amorsize import signals
-
 # How often the watchdog looks at the parent, in seconds.
 WATCH_INTERVAL = 0.5
 _PR_SET_PDEATHSIG = 1
@@ -192,8 +190,6 @@ def init_worker(parent_pid: int, use_death_signal: bool, cores: int,
         # A forked worker inherits the parent's handlers, among them the one a run
         # installs to turn SIGTERM into a cancel: a worker must just end.
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if signals.holds_interrupts():  # forked while the parent held Ctrl-C back
-        signal.signal(signal.SIGINT, signal.default_int_handler)
     first_ppid = os.getppid()
     # Started by the fork server (whose main thread forks, and which ends with its
     # client), or by the parent's main thread: the signal then means what it says.

@@ -60,40 +60,6 @@ def sigterm_cancels_run() -> Iterator[None]:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-_held_back: list[int] = []  # SIGINTs that arrived while held back
-
-
-def _hold_interrupt(signum: int, frame: Optional[FrameType]) -> None:
-    _held_back.append(signum)
-
-
-def holds_interrupts() -> bool:
-    """Whether SIGINT is being held back here (a forked worker inherits the handler
-    and must restore Python's default)."""
-    return signal.getsignal(signal.SIGINT) is _hold_interrupt
-
-
-@contextmanager
-def interrupts_held_back() -> Iterator[None]:
-    """Ctrl-C (SIGINT) is held back while inside, then raised: an interrupt in the
-    middle of starting a worker process leaves a worker its pool does not know of,
-    which the interpreter then waits for at exit, forever. Main thread only, and only
-    where SIGINT still raises KeyboardInterrupt (Python's default handler)."""
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
-        yield
-        return
-    _held_back.clear()
-    signal.signal(signal.SIGINT, _hold_interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        if _held_back:
-            _held_back.clear()
-            raise KeyboardInterrupt
-
-
 def end_as_sigterm() -> None:
     """End this process the way SIGTERM's default action does."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)

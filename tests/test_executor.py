@@ -803,27 +803,3 @@ def test_a_serial_run_over_a_list_hands_each_task_the_whole_rest_and_stops_it_by
     assert handed[0][0] == 1
     assert handed[1] == (len(data) - 1, amorsize.policy.BUDGET_FLOOR_SECONDS)
     assert sum(size for size, _ in handed) >= len(data)
-
-
-def _sigint_handler_is_pythons_default(_: int) -> bool:
-    return signal.getsignal(signal.SIGINT) is signal.default_int_handler
-
-
-def test_ctrl_c_while_worker_processes_start_is_held_back_then_raised() -> None:
-    """An interrupt in the middle of starting a worker would leave one its pool does
-    not know of (the interpreter then waits for it at exit): it is raised after."""
-    from amorsize.signals import interrupts_held_back
-
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        done = []
-        with pytest.raises(KeyboardInterrupt), interrupts_held_back():
-            os.kill(os.getpid(), signal.SIGINT)
-            done.append("went on")  # the interrupt waits for the end of the section
-        assert done == ["went on"]
-        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-        # Workers forked inside the section get Python's default back.
-        assert execute(_sigint_handler_is_pythons_default, range(4),
-                       executor_type="process", n_jobs=2) == [True] * 4
-    finally:
-        signal.signal(signal.SIGINT, previous)
