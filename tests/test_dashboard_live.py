@@ -70,8 +70,13 @@ def _config(port: int) -> dict[str, Any]:
 def demo_and_prometheus() -> Iterator[tuple[subprocess.Popen[str], PrometheusServer]]:
     """A running demo and a Prometheus scraping it."""
     port = free_port()
+    # A runner started in the background (`cmd &`) ignores SIGINT, and so would the
+    # demo it starts; a terminal user's Ctrl-C reaches a demo with Python's handler.
+    with_ctrl_c = ("import runpy, signal; signal.signal(signal.SIGINT, "
+                   "signal.default_int_handler); runpy.run_module('amorsize', "
+                   "run_name='__main__', alter_sys=True)")
     demo = subprocess.Popen(
-        [sys.executable, "-m", "amorsize", "demo", "--metrics-port", str(port),
+        [sys.executable, "-c", with_ctrl_c, "demo", "--metrics-port", str(port),
          "--duration", str(DEMO_SECONDS), "--seed", "7"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
     )
