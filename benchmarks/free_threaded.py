@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from amorsize import execute
+from amorsize.system import gil_enabled
 from benchmarks.workloads import heavy, medium
 
 WORKLOADS: dict[str, tuple[Callable[[int], int], int]] = {
@@ -36,12 +37,6 @@ WORKLOADS: dict[str, tuple[Callable[[int], int], int]] = {
     "heavy (~5 ms x 160)": (heavy, 160),
 }
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "free-threaded.md"
-
-
-def gil_enabled() -> bool:
-    """As amorsize.system.gil_enabled: False on a free-threaded build without the GIL."""
-    is_enabled = getattr(sys, "_is_gil_enabled", None)
-    return bool(is_enabled()) if is_enabled is not None else True
 
 
 def _timed(run: Callable[[], Any]) -> tuple[float, Any]:
