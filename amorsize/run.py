@@ -7,9 +7,10 @@ The decision path, in order:
    the calling process and the pool's first tasks are small probes.
 2. **Run.** Tasks are sized from what the workers measured (`policy.TaskSizer`),
    handed out and taken back by `dispatch.TaskFlow`.
-3. **Revise.** From the reports, `policy.review_executor` may move the remaining items
-   to a better executor (automatic mode), and the speedup estimate is revised; each
-   change is an ON_PLAN_CHANGE event and a `PlanRevision`.
+3. **Revise** (`revision.Reviser`). From the reports the remaining items may move to
+   a better executor (automatic mode), the task size is republished when the item cost
+   moved, and the speedup estimate is revised; each change is an ON_PLAN_CHANGE event
+   and a `PlanRevision`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Generator, Iterable
-from dataclasses import replace
 from typing import Any, Optional
 
 from amorsize import costmodel, policy, start, system
@@ -31,8 +31,9 @@ from amorsize.hook_manager import RunHooks
 from amorsize.input_slice import readable_in_place
 from amorsize.lanes import Lane, close_lane, open_lane
 from amorsize.names import STATUS_CANCELLED, STATUS_ERROR, STATUS_SUCCESS, function_label
-from amorsize.optimizer import OptimizationResult, PlanRevision
+from amorsize.optimizer import OptimizationResult
 from amorsize.publisher import RunIdentity, RunPublisher
+from amorsize.revision import Reviser
 from amorsize.sampling import Sample, known_length
 from amorsize.signals import Terminated, end_as_sigterm, sigterm_cancels_run
 from amorsize.worker import ChunkReport, run_task
@@ -61,13 +62,8 @@ class Run:
         self.optimization: Optional[OptimizationResult] = None
         self.lanes: list[Lane] = []
         self.costs = policy.ItemCosts(gil=system.gil_enabled())
-        self.final_estimate: Optional[float] = None
-        self.started = time.perf_counter()
-        self.published_chunksize = 0
-        self.tasks_at_publication = 0
+        self.reviser = Reviser(options, self.costs)
         self.machine: costmodel.MachineCosts = costmodel.MachineCosts(1, 0, 0.0, 0.0, 0.0)
-        self.serial_floor = policy.SerialPaceFloor(options.target_chunk_duration,
-                                                   options.min_speedup)
 
     # ------------------------------------------------------------------ the run
 
@@ -87,7 +83,6 @@ class Run:
     def _results(self) -> Generator[list[Any], None, None]:
         o = self.options
         started, wall_started = time.perf_counter(), time.time()
-        self.started = started
         total = o.total_items if o.total_items is not None else known_length(self.data)
         identity = RunIdentity(uuid.uuid4().hex, function_label(self.func), started,
                                wall_started)
@@ -99,6 +94,7 @@ class Run:
             self._failed_while_deciding(failure, publisher, total, started)
             raise
         self.optimization = optimization
+        self.reviser.begin(optimization, self.machine, started)
         publisher.pre_execute(optimization, optimization_seconds=optimization.optimization_seconds)
         status, produced = STATUS_ERROR, 0
         try:
@@ -132,11 +128,12 @@ class Run:
         capacity = sum(lane.capacity_seconds(now) for lane in self.lanes)
         elapsed = now - publisher.identity.started
         if self.optimization is not None:
-            self.optimization.final_estimated_speedup = self.final_estimate
+            self.optimization.final_estimated_speedup = self.reviser.final_estimate
             self.optimization.actual_speedup = (self.costs.serial_seconds / elapsed
                                                 if elapsed > 0 else None)
         publisher.finish(status, produced, serial_seconds=self.costs.serial_seconds,
-                         capacity_seconds=capacity, final_estimate=self.final_estimate)
+                         capacity_seconds=capacity,
+                         final_estimate=self.reviser.final_estimate)
 
     def _task_error(self, report: ChunkReport, publisher: RunPublisher) -> BaseException:
         """The exception to raise for a task whose function raised, its item named."""
@@ -206,7 +203,6 @@ class Run:
         flow.set_first(done)
         if reported:
             flow.next_chunk_id()  # the dry run was task 0
-        self.published_chunksize = optimization.chunksize
         sizer = self._sizer(lane, total)
         review_at = policy.MIN_EVIDENCE_TASKS * lane.workers
         while not flow.done:
@@ -224,7 +220,7 @@ class Run:
                     self._note_start(report, lane)
                     publisher.chunk(report)
                     self.costs.add(report, report.executor_kind)
-                self._follow_task_size(lane, sizer, flow, total, publisher)
+                self.reviser.follow_task_size(lane, sizer, flow, total, publisher)
             yield from flow.results()
             self._close_drained(flow, lane)
             if o.automatic and (lane.kind == "serial" or self.costs.tasks >= review_at):
@@ -234,8 +230,8 @@ class Run:
                     lane = moved
                     flow.window = max(flow.window, window_for(lane.workers, o.max_in_flight))
                     sizer = self._sizer(lane, total)
-        if self.final_estimate is None:
-            self.final_estimate = publisher.estimated_speedup
+        if self.reviser.final_estimate is None:
+            self.reviser.final_estimate = publisher.estimated_speedup
 
     def _open(self, kind: str, workers: int) -> Lane:
         lane = open_lane(kind, workers, self.func, self.options)
@@ -254,32 +250,24 @@ class Run:
 
     def _run_here(self, lane: Lane, flow: TaskFlow, sizer: policy.TaskSizer,
                   total: Optional[int], publisher: RunPublisher) -> None:
-        """One task in the calling process. A list, tuple or range read in place is
-        taken to its end and stopped by time at the planned size's time instead: the
-        sample's item cost misses by several times for the cheapest functions, and a
-        run that comes out as one task has no result lists to join (joining costs ~10 %
-        of a cheap serial run: every result is touched twice)."""
-        size = sizer.next_size(self.costs, flow.cursor.handed_out)
-        budget = sizer.budget_for(size, self.costs)
-        per_item = self.costs.per_item()
+        """One task in the calling process (sized by `policy.TaskSizer.serial_task`)."""
+        rest = None
+        if (not self.options.streaming and readable_in_place(self.data)
+                and not flow.cursor.given_back):
+            rest = len(self.data) - flow.cursor.position  # type: ignore[arg-type]
+        size, budget = sizer.serial_task(self.costs, flow.cursor.handed_out, rest)
         if self.options.streaming:
             size = min(size, STREAMING_SERIAL_CHUNK)
-        elif (per_item is not None and not sizer.fixed and readable_in_place(self.data)
-              and not flow.cursor.given_back):
-            rest = len(self.data) - flow.cursor.position  # type: ignore[arg-type]
-            if size < rest:
-                budget = max(policy.BUDGET_FLOOR_SECONDS, size * per_item)
-                size = rest
         taken = flow.cursor.take(size, as_list=False)
         if taken is None:
             return
         start, items = taken
+        per_item = self.costs.per_item()
         exact = per_item is None or per_item >= EXACT_BELOW_SECONDS
         report = run_task(self.func, 0, flow.next_chunk_id(), items, budget,
                           sizer.first_step(self.costs, budget), portable=False, exact=exact,
                           pace=sizer.pace(self.costs),
-                          pace_floor=self.serial_floor.floor(self.costs, self._remaining(
-                              flow, total), self.machine) if self.options.automatic else 0.0)
+                          pace_floor=self.reviser.serial_pace_floor(flow, total))
         report.start_index = start
         report.executor_kind = "serial"
         publisher.chunk(report)
@@ -292,7 +280,6 @@ class Run:
         handed back go out even when finished results fill the window: those results
         wait for exactly these items."""
         assert lane.pool is not None
-        per_item = self.costs.per_item()
         exact = True
         while (not flow.cursor.empty and flow.in_flight_on(lane.pool) < 2 * lane.workers
                and (flow.has_room or flow.cursor.given_back)):
@@ -302,9 +289,8 @@ class Run:
                                sizer.first_step(self.costs, budget), exact,
                                sizer.pace(self.costs)):
                 break
-        if flow.cursor.exhausted and self.final_estimate is None and per_item is not None:
-            self.final_estimate = self._estimate(lane, flow, total)
-            publisher.revise_estimate(self.final_estimate)
+        if flow.cursor.exhausted:
+            self.reviser.note_input_handed_out(lane, flow, total, publisher)
 
     def _note_start(self, report: ChunkReport, lane: Lane) -> None:
         """The first report of a new process pool tells what starting a worker took."""
@@ -322,91 +308,15 @@ class Run:
                     flow.in_flight_on(lane.pool) == 0:
                 close_lane(lane, True, self.options.keep_workers)
 
-    # ------------------------------------------------------------------ revising
-
-    def _estimate(self, lane: Lane, flow: TaskFlow, total: Optional[int]) -> Optional[float]:
-        remaining = self._remaining(flow, total)
-        elapsed = time.perf_counter() - self.started
-        return policy.revised_estimate(self.costs, elapsed, remaining, lane.workers,
-                                       lane.kind, self.machine,
-                                       self.options.target_chunk_duration)
-
-    def _remaining(self, flow: TaskFlow, total: Optional[int]) -> int:
-        done = self.costs.items
-        if total is not None:
-            return max(0, total - done)
-        from amorsize.optimizer import ASSUMED_UNKNOWN_TOTAL
-
-        if flow.cursor.exhausted:
-            return flow.in_flight_items() + sum(len(i) for _, i in flow.cursor.given_back)
-        return max(done, ASSUMED_UNKNOWN_TOTAL - done, 1)
-
     def _review(self, lane: Lane, flow: TaskFlow, total: Optional[int],
                 publisher: RunPublisher) -> Optional[Lane]:
         """Move the remaining items to a better executor if the reports say so."""
-        if flow.cursor.empty:
+        found = self.reviser.better_executor(lane, flow, total, publisher)
+        if found is None:
             return None
-        o = self.options
-        remaining = self._remaining(flow, total) - flow.in_flight_items()
-        plan = policy.review_executor(lane.kind, lane.workers, self.costs, remaining,
-                                      self.machine, o.target_chunk_duration,
-                                      o.min_speedup)
-        publisher.revise_estimate(self._estimate(lane, flow, total))
-        if plan is None:
-            return None
-        reason = _move_reason(lane.kind, plan, self.costs.cpu_share())
+        plan, reason = found
         if lane.kind == "serial":
             close_lane(lane, True, False)
         new = self._open(plan.executor_type, plan.n_jobs)
-        self._revised(plan, new, flow, total, publisher, reason)
+        self.reviser.publish(plan, new, flow, total, publisher, reason)
         return new
-
-    def _follow_task_size(self, lane: Lane, sizer: policy.TaskSizer, flow: TaskFlow,
-                          total: Optional[int], publisher: RunPublisher) -> None:
-        """A plan change when the task size the measured cost asks for moved 2x or
-        more from the one last published (the first tasks, probes, aside)."""
-        if sizer.fixed or self.costs.tasks < self.tasks_at_publication + max(4, 2 * lane.workers):
-            return  # a few tasks between changes: noise never makes the plan flap
-        planned = sizer.planned_size(self.costs)
-        published = self.published_chunksize
-        if planned is None or (published / 2 < planned < published * 2):
-            return
-        self.published_chunksize = planned
-        self.tasks_at_publication = self.costs.tasks
-        near = f"tasks of {planned} items keep them near {sizer.target:g} s"
-        reason = (f"the workers measured the items: {near}" if not published else
-                  f"the items now cost {_ratio(planned, published)} what was planned: {near}")
-        plan = costmodel.Plan(lane.kind, lane.workers, planned, 0.0)
-        self._revised(plan, lane, flow, total, publisher, reason)
-
-    def _revised(self, plan: costmodel.Plan, lane: Lane, flow: TaskFlow,
-                 total: Optional[int], publisher: RunPublisher, reason: str) -> None:
-        assert self.optimization is not None
-        estimate = self._estimate(lane, flow, total)
-        revision = PlanRevision(time.perf_counter() - self.started, lane.label,
-                                lane.workers, plan.chunksize, estimate, reason)
-        self.optimization.revisions.append(revision)
-        current = replace(self.optimization, executor_type=lane.label, n_jobs=lane.workers,
-                          chunksize=plan.chunksize, estimated_speedup=estimate or math.nan,
-                          revisions=list(self.optimization.revisions))
-        publisher.plan_change(current, reason)
-
-
-def _ratio(planned: int, published: int) -> str:
-    """How the item cost moved, from the task sizes it asks for."""
-    if planned < published:
-        return f"{published / planned:.1f}x"
-    return f"1/{planned / published:.1f} of"
-
-
-def _move_reason(kind: str, plan: costmodel.Plan, share: Optional[float]) -> str:
-    """Why the remaining items moved to another executor."""
-    target = f"{plan.n_jobs} {'threads' if plan.executor_type == 'thread' else 'processes'}"
-    if kind == "serial":
-        return f"moved to {target}: the items turned out dear enough for a pool"
-    if plan.executor_type == "thread":
-        waits = 100 * (1 - (share or 0.0))
-        return (f"moved to {target}: the workers measured a function that waits "
-                f"{waits:.0f}% of its time")
-    return (f"moved to {target}: the threads saturated the GIL with a function that "
-            "computes")

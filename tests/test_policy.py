@@ -161,6 +161,23 @@ def test_a_fixed_chunksize_is_kept_and_never_cut() -> None:
     assert sizer.budget == 0.0
 
 
+def test_a_serial_task_over_items_read_in_place_takes_the_rest_stopped_at_planned_time(
+        ) -> None:
+    sizer = policy.TaskSizer(target_chunk_duration=1.0, workers=1, task_overhead=0.0,
+                             total_items=10_000_000, fixed_chunksize=None)
+    costs = policy.ItemCosts()
+    assert sizer.serial_task(costs, 0, 10_000_000)[0] == 1  # no estimate yet: one item
+    costs.add(report(0, 100, 1e-4), "serial")  # 1 us an item: tasks of 1M items plan 1 s
+    planned = sizer.next_size(costs, 100)
+    size, budget = sizer.serial_task(costs, 100, 9_999_900)
+    assert planned < size == 9_999_900 and budget == pytest.approx(planned * 1e-6)
+    # Items that cannot be read in place are cut at the planned count as before.
+    assert sizer.serial_task(costs, 100, None) == (planned, sizer.budget_for(planned, costs))
+    fixed = policy.TaskSizer(target_chunk_duration=1.0, workers=1, task_overhead=0.0,
+                             total_items=10_000_000, fixed_chunksize=10)
+    assert fixed.serial_task(costs, 100, 9_999_900) == (10, 0.0)
+
+
 def test_the_first_tasks_are_small_probes_until_the_workers_measured() -> None:
     sizer = policy.TaskSizer(target_chunk_duration=TARGET, workers=2, task_overhead=0.0003,
                              total_items=None, fixed_chunksize=None)
