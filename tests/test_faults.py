@@ -7,6 +7,7 @@ deadline, and fail if it never comes.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -48,10 +49,13 @@ def wait_until(condition: Any, what: str) -> None:
 # A shell run under nohup ignores SIGHUP, and an ignored signal stays ignored across
 # exec: the caller would never die of it. The tests send signals with their default
 # action in mind.
+# SIGUSR1 makes the caller print every thread's stack to stderr: what a caller that
+# never got as far as a test expected was doing (see Caller.worker_pids).
 DEFAULT_SIGNAL_ACTIONS = (
-    "import signal as _signal\n"
+    "import faulthandler as _faulthandler, signal as _signal\n"
     "_signal.signal(_signal.SIGHUP, _signal.SIG_DFL)\n"
     "_signal.signal(_signal.SIGTERM, _signal.SIG_DFL)\n"
+    "_faulthandler.register(_signal.SIGUSR1, all_threads=True)\n"
 )
 
 
@@ -71,14 +75,31 @@ class Caller:
             yield line.strip()
 
     def worker_pids(self, count: int) -> set[int]:
-        """Read lines until `count` WORKER lines named the worker pids."""
+        """Read lines until `count` WORKER lines named the worker pids, or READY said
+        the caller listed all it has. A caller that gets to neither within 2 x DEADLINE
+        has its stacks printed (SIGUSR1), is killed, and the test fails with them."""
+        stuck = threading.Timer(2 * DEADLINE, self._dump_and_kill)
+        stuck.start()
         pids: set[int] = set()
-        for line in self.lines():
-            if line.startswith("WORKER"):
-                pids.add(int(line.split()[1]))
-                if len(pids) == count:
+        try:
+            for line in self.lines():
+                if line.startswith("WORKER"):
+                    pids.add(int(line.split()[1]))
+                    if len(pids) == count:
+                        return pids
+                elif line == "READY" and pids:
                     return pids
-        pytest.fail(f"the caller ended first: {self.process.communicate()}")
+        finally:
+            stuck.cancel()
+        out, err = self.process.communicate()
+        pytest.fail(f"the caller ended before naming its workers (found {pids});\n"
+                    f"stdout: {out}\nstderr: {err}")
+
+    def _dump_and_kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.process.pid, signal.SIGUSR1)
+            time.sleep(2.0)  # faulthandler writes at once; this only lets it finish
+            os.killpg(self.process.pid, signal.SIGKILL)
 
     def end(self) -> None:
         if self.process.poll() is None:
@@ -111,13 +132,17 @@ RUNNING = """
     print("FINISHED", flush=True)
 """
 
+# The warm pool's workers are the caller's children, listed whether or not each ran a
+# task (with 40 short items one worker can run them all while the other starts).
 WARM_AND_IDLE = """
     import time
-    from amorsize import HookEvent, HookManager, execute
+    import psutil
+    from amorsize import execute
     from tests.workloads import pid_of
-    results = execute(pid_of, range(40), executor_type="process", n_jobs=2, keep_workers=True)
-    for pid in sorted({pid for _, pid in results}):
-        print("WORKER", pid, flush=True)
+    execute(pid_of, range(40), executor_type="process", n_jobs=2, keep_workers=True)
+    for child in psutil.Process().children():
+        print("WORKER", child.pid, flush=True)
+    print("READY", flush=True)
     time.sleep(600)
 """
 
