@@ -10,8 +10,9 @@ The names below are imported on first use, so `import amorsize` stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from amorsize.lazy import lazy_names
 
 __version__ = "0.2.0"
 
@@ -82,13 +83,7 @@ if TYPE_CHECKING:
     from amorsize.optimizer import Figures, OptimizationResult, optimize
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'amorsize' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names("amorsize", _EXPORTS, globals())
 
 
 def __dir__() -> list[str]:

@@ -15,7 +15,6 @@ process in `hook_error_counts()`), and never changes the results of the run.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 import time
@@ -23,6 +22,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Optional
+
+from amorsize.lazy import lazy_names
 
 logger = logging.getLogger(__name__)
 
@@ -226,10 +227,4 @@ if TYPE_CHECKING:
     from amorsize.hook_manager import as_run_hooks as as_run_hooks
 
 
-def __getattr__(name: str) -> Any:
-    module = _MOVED.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _MOVED, globals())
