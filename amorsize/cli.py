@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Optional, TextIO
 
+from amorsize import cli_values as values
+
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -264,57 +266,6 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     return int(code or 0)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be 0-65535, got {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0 seconds, got {text}")
-    return value
-
-
-def _demo_jobs(text: str) -> list[str]:
-    from amorsize.demo import JOB_NAMES
-
-    jobs = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = sorted(set(jobs) - set(JOB_NAMES))
-    if not jobs or unknown:
-        raise argparse.ArgumentTypeError(
-            f"expected NAME[,NAME...] from {','.join(JOB_NAMES)}, got {text!r}")
-    return jobs
-
-
-def _probability(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be from 0 to 1, got {text}")
-    return value
-
-
 def _report_options(parser: argparse.ArgumentParser, which: str) -> None:
     parser.add_argument("--report", metavar="PATH",
                         help=f"write an HTML report {which} (opens from disk, no network)")
@@ -340,14 +291,14 @@ def build_parser() -> argparse.ArgumentParser:
     job.add_argument("function", metavar="MODULE:FUNC", help="the function to run per item")
     job.add_argument("--parse", choices=sorted(PARSERS), default="str",
                      help="how to read each line of --data (default: str)")
-    job.add_argument("--sample-size", type=_positive_int, default=5,
+    job.add_argument("--sample-size", type=values.positive_int, default=5,
                      help="items to dry-run (default: 5)")
     job.add_argument("--json", action="store_true", help="machine-readable output")
 
     opt = sub.add_parser("optimize", parents=[common, job],
                          help="print the decision and the figures behind it")
     source = opt.add_mutually_exclusive_group(required=True)
-    source.add_argument("--items", type=_positive_int, metavar="N",
+    source.add_argument("--items", type=values.positive_int, metavar="N",
                         help="run on the integers 0..N-1")
     source.add_argument("--data", metavar="FILE", help="one item per line ('-' for stdin)")
     opt.set_defaults(handler=cmd_optimize)
@@ -357,32 +308,32 @@ def build_parser() -> argparse.ArgumentParser:
                      help="one item per line ('-' for stdin)")
     run.add_argument("--output", metavar="FILE", help="write results here (default: stdout)")
     run.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
-    run.add_argument("--metrics-port", type=_port, metavar="P",
+    run.add_argument("--metrics-port", type=values.port, metavar="P",
                      help="serve Prometheus metrics on this port during the run")
     run.add_argument("--metrics-addr", default="127.0.0.1", metavar="ADDR",
                      help="address of the metrics server (default: 127.0.0.1)")
     run.add_argument("--otlp-endpoint", metavar="URL",
                      help="send traces over OTLP/HTTP to this endpoint")
     _report_options(run, "of the run")
-    run.add_argument("--n-jobs", type=_positive_int, help="fix the number of workers")
-    run.add_argument("--chunksize", type=_positive_int, help="fix the items per task")
+    run.add_argument("--n-jobs", type=values.positive_int, help="fix the number of workers")
+    run.add_argument("--chunksize", type=values.positive_int, help="fix the items per task")
     run.set_defaults(handler=cmd_execute)
 
     demo = sub.add_parser("demo", parents=[common],
                           help="run a demo job mix with metrics (for the dashboard)")
-    demo.add_argument("--duration", type=_seconds, metavar="SECONDS",
+    demo.add_argument("--duration", type=values.seconds, metavar="SECONDS",
                       help="stop after this long (default: run until Ctrl-C)")
-    demo.add_argument("--metrics-port", type=_port, default=9464, metavar="PORT",
+    demo.add_argument("--metrics-port", type=values.port, default=9464, metavar="PORT",
                       help="Prometheus metrics port (default: 9464)")
     demo.add_argument("--metrics-addr", default="127.0.0.1", metavar="ADDR",
                       help="metrics server address (default: 127.0.0.1)")
     demo.add_argument("--otlp-endpoint", metavar="URL", help="OTLP/HTTP traces endpoint")
     demo.add_argument("--seed", type=int, help="random seed of the job mix")
     _report_options(demo, "of the latest job (rewritten after each)")
-    demo.add_argument("--jobs", type=_demo_jobs, metavar="NAME[,NAME...]",
+    demo.add_argument("--jobs", type=values.demo_jobs, metavar="NAME[,NAME...]",
                       help=f"run only these jobs of the mix: {', '.join(JOB_NAMES)} "
                            "(default: all)")
-    demo.add_argument("--failure-rate", type=_probability, default=DEFAULT_FAILURE_RATE,
+    demo.add_argument("--failure-rate", type=values.probability, default=DEFAULT_FAILURE_RATE,
                       metavar="F", help="probability that a run of the flaky job fails "
                                         f"(default: {DEFAULT_FAILURE_RATE})")
     demo.set_defaults(handler=cmd_demo)
