@@ -151,7 +151,7 @@ class TaskFlow:
         return self.cursor.empty and not self.in_flight and not self.ready
 
     def submit(self, pool: ManagedPool, func: TaskFunction, size: int, budget: float,
-               step: int, exact: bool, pace: float = 0.0) -> bool:
+               step: int, exact: bool, pace: float = 0.0, pace_floor: float = 0.0) -> bool:
         """Hand out up to `size` items as one task on `pool`; False at the end of input."""
         taken = self.cursor.take(size)
         if taken is None:
@@ -170,7 +170,7 @@ class TaskFlow:
                     f"position {start + bad} cannot be pickled ({error}); make the items "
                     "picklable or use executor_type='thread'") from error
         future = pool.executor.submit(run_task, func, key, chunk_id, payload, budget, step,
-                                      pool.kind != "thread", exact, pace)
+                                      pool.kind != "thread", exact, pace, pace_floor)
         self.in_flight[future] = _Task(key, chunk_id, start, items, pool, time.monotonic())
         return True
 

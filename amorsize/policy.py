@@ -265,6 +265,19 @@ class TaskSizer:
             return 0.0
         return PLANNED_BUDGET_FACTOR * per_item
 
+    def pool_pace_floor(self, costs: ItemCosts) -> float:
+        """A pool task's pace floor (worker.PACE_SLACK_SECONDS): once every worker has
+        measured items (MIN_EVIDENCE_TASKS tasks each), the planned pace itself, so a
+        task's first slice may no longer tighten it. That slice is a few milliseconds
+        of work: for items whose cost varies (2 % of them 100x dearer) or workers that
+        a busy machine time-slices, it often ran at well under the mean cost, and the
+        task was then stopped at an ordinary stretch (half the tasks of such a run).
+        Before that, the estimate may come from cold workers and the slice corrects it.
+        """
+        if costs.tasks < MIN_EVIDENCE_TASKS * self.workers:
+            return 0.0
+        return self.pace(costs)
+
     def first_step(self, costs: ItemCosts, budget: float) -> int:
         """Items in a task's first slice (see worker.run_task): about `budget` /
         SLICES_PER_BUDGET of work, or 1 before any estimate."""

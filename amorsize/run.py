@@ -287,7 +287,7 @@ class Run:
             budget = sizer.budget_for(size, self.costs)
             if not flow.submit(lane.pool, lane.task_function, size, budget,
                                sizer.first_step(self.costs, budget), exact,
-                               sizer.pace(self.costs)):
+                               sizer.pace(self.costs), sizer.pool_pace_floor(self.costs)):
                 break
         if flow.cursor.exhausted:
             self.reviser.note_input_handed_out(lane, flow, total, publisher)

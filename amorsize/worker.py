@@ -49,7 +49,8 @@ SLICES_PER_BUDGET = 64
 # least), not after the whole budget. A serial task in automatic mode also carries a
 # pace floor, the item cost from which a pool would pay: short of it, stopping would
 # only split the task (its results joined) for a review that keeps it serial, so a
-# stretch slowed by a busy machine does not stop it.
+# stretch slowed by a busy machine does not stop it. A pool task's floor is its planned
+# pace once the workers have measured the items (policy.TaskSizer.pool_pace_floor).
 PACE_SLACK_SECONDS = 0.02
 
 _local = threading.local()

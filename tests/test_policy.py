@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import pytest
 
 from amorsize import costmodel, policy
+from amorsize.watchdog import calibrated_pace
 from amorsize.worker import PER_ITEM_CHECK_STEP, SLICES_PER_BUDGET, ChunkReport
 
 TARGET = 0.2
@@ -176,6 +177,25 @@ def test_a_serial_task_over_items_read_in_place_takes_the_rest_stopped_at_planne
     fixed = policy.TaskSizer(target_chunk_duration=1.0, workers=1, task_overhead=0.0,
                              total_items=10_000_000, fixed_chunksize=10)
     assert fixed.serial_task(costs, 100, 9_999_900) == (10, 0.0)
+
+
+def test_a_pool_tasks_first_slice_may_tighten_its_pace_only_until_the_workers_measured(
+        ) -> None:
+    """Items of varying cost: a first slice of only cheap ones would set a pace under
+    the mean cost, and the task would stop at an ordinary stretch."""
+    sizer = policy.TaskSizer(target_chunk_duration=TARGET, workers=2, task_overhead=0.0003,
+                             total_items=None, fixed_chunksize=None)
+    costs = policy.ItemCosts()
+    costs.add(report(0, 100, 0.01), "process")  # probes from cold workers
+    assert sizer.pool_pace_floor(costs) == 0.0
+    for task in range(1, policy.MIN_EVIDENCE_TASKS * 2):
+        costs.add(report(100 * task, 100, 0.01), "process")
+    assert sizer.pool_pace_floor(costs) == sizer.pace(costs) > 0
+    # Where the pace comes into force (watchdog.calibrated_pace): a first slice at a
+    # quarter of the mean cost leaves it as planned.
+    pace = sizer.pace(costs)
+    assert calibrated_pace(pace, 0.25 * 1e-4 * 50, 50, sizer.pool_pace_floor(costs)) == pace
+    assert calibrated_pace(pace, 0.25 * 1e-4 * 50, 50, 0.0) < pace
 
 
 def test_the_first_tasks_are_small_probes_until_the_workers_measured() -> None:
