@@ -4,7 +4,7 @@ A serial task of cheap items would cost about 20 % more than a list comprehensio
 it ran in slices to look at the clock between them (each slice's results are joined).
 Instead, the task runs one comprehension straight over the input's own iterator (a
 list, tuple or range: amorsize/input_slice.py), and a watchdog thread looks at the
-clock for it: when the task is past its budget or behind its pace (the same rules as
+clock for it: when the task is past its budget or behind its pace (`StopRule`, as in
 worker._run_slices), the watchdog moves the iterator to the end of the input
 (`__setstate__`, the iterator's pickling hook). The comprehension then ends normally
 after the item in progress: every item it took has its result, and the items after it
@@ -37,21 +37,47 @@ def calibrated_pace(pace: float, elapsed: float, done: int, floor: float = 0.0) 
 
 
 @dataclass(eq=False)
-class Watch:
-    """One task being watched: its iterator and the rules it stops by."""
+class StopRule:
+    """When a task with a time budget stops: past `budget` seconds, or once its first
+    `step` items have calibrated the pace (`calibrated_pace`), behind it by more than
+    `slack`. worker._run_slices asks between slices, the watchdog every interval;
+    worker._run_slices's item-by-item loop keeps the same rule inline (a method call
+    per item would cost several per cent of items that cheap)."""
 
-    iterator: Iterator[Any]  # a list, tuple or range iterator: length_hint, __setstate__
-    end: int  # the index that exhausts it (the length of the input)
     started: float
     budget: float
     pace: float  # seconds per item; 0: none
     step: int  # items after which the pace is calibrated
     slack: float
-    interval: float
     pace_floor: float = 0.0
-    remaining_at_start: int = field(init=False)
     behind: float = field(default=float("inf"), init=False)
     calibrated_at: int = field(default=0, init=False)
+
+    def late(self, now: float, done: int) -> bool:
+        """Past the budget, or behind the pace once calibrated, with `done` items run."""
+        if now >= self.started + self.budget:
+            return True
+        if self.pace <= 0:
+            return False
+        if self.behind == float("inf"):
+            if done < self.step or done <= 0:
+                return False
+            self.pace = calibrated_pace(self.pace, now - self.started, done, self.pace_floor)
+            self.behind = now + self.slack
+            self.calibrated_at = done
+            return False
+        return now >= self.behind + self.pace * (done - self.calibrated_at)
+
+
+@dataclass(eq=False)
+class Watch:
+    """One task being watched: its iterator and the rule it stops by."""
+
+    iterator: Iterator[Any]  # a list, tuple or range iterator: length_hint, __setstate__
+    end: int  # the index that exhausts it (the length of the input)
+    rule: StopRule
+    interval: float
+    remaining_at_start: int = field(init=False)
 
     def __post_init__(self) -> None:
         self.remaining_at_start = operator.length_hint(self.iterator)
@@ -61,20 +87,8 @@ class Watch:
         return self.remaining_at_start - operator.length_hint(self.iterator)
 
     def late(self, now: float) -> bool:
-        """Past the budget, or behind the pace once calibrated."""
-        if now >= self.started + self.budget:
-            return True
-        if self.pace <= 0:
-            return False
-        done = self.done()
-        if self.behind == float("inf"):
-            if done < self.step or done <= 0:
-                return False
-            self.pace = calibrated_pace(self.pace, now - self.started, done, self.pace_floor)
-            self.behind = now + self.slack
-            self.calibrated_at = done
-            return False
-        return now >= self.behind + self.pace * (done - self.calibrated_at)
+        """Whether the task should stop now (its `rule`)."""
+        return self.rule.late(now, self.done())
 
 
 class Watchdog:

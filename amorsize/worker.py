@@ -31,7 +31,7 @@ from amorsize import lifeline
 from amorsize.errors import portable_exception
 from amorsize.input_slice import InputSlice
 from amorsize.measure import thread_clock
-from amorsize.watchdog import MIN_INTERVAL_SECONDS, Watch, calibrated_pace, watchdog
+from amorsize.watchdog import MIN_INTERVAL_SECONDS, StopRule, Watch, calibrated_pace, watchdog
 
 # A time-boxed task of items estimated dear enough (a first slice of at most
 # PER_ITEM_CHECK_STEP items) looks at the clock after every item: a cost that jumps
@@ -193,10 +193,11 @@ def _run_slices(func: Callable[[Any], Any], items: Sequence[Any], budget: float,
         _run_part(func, reader, count, exact, progress)
         return count
     started = clock()
-    deadline = started + budget
-    calibrating = pace > 0  # the first `step` items (or first slice) set the pace
-    behind = math.inf  # never behind: no pace, or not calibrated yet
     if step <= PER_ITEM_CHECK_STEP:
+        # watchdog.StopRule, inline: a method call per item would cost several per cent.
+        deadline = started + budget
+        calibrating = pace > 0  # the first `step` items set the pace
+        behind = math.inf  # never behind: no pace, or not calibrated yet
         append, results = progress.results.append, progress.results
         try:
             for item in itertools.islice(reader, count):
@@ -214,6 +215,7 @@ def _run_slices(func: Callable[[Any], Any], items: Sequence[Any], budget: float,
             raise
         return len(results)
     slice_seconds = budget / SLICES_PER_BUDGET
+    rule = StopRule(started, budget, pace, step, PACE_SLACK_SECONDS, pace_floor)
     done = 0
     while done < count:
         size = min(step, count - done)
@@ -221,13 +223,7 @@ def _run_slices(func: Callable[[Any], Any], items: Sequence[Any], budget: float,
         _run_part(func, reader, size, exact, progress)
         done += size
         t1 = clock()
-        if calibrating:
-            calibrating = False
-            pace = calibrated_pace(pace, t1 - started, size, pace_floor)
-            behind = t1 + PACE_SLACK_SECONDS
-        else:
-            behind += pace * size
-        if t1 >= deadline or t1 >= behind:
+        if rule.late(t1, done):
             break
         took = t1 - t0
         grown = 4 * size
@@ -242,9 +238,9 @@ def _run_watched(func: Callable[[Any], Any], items: InputSlice, budget: float, s
     as _run_slices; see amorsize/watchdog.py). No slice, no join: a serial run of
     cheap items costs what a list comprehension costs."""
     reader = items.reader()
-    watch = Watch(reader, len(items.data), time.perf_counter(), budget, pace, step,
-                  PACE_SLACK_SECONDS, max(MIN_INTERVAL_SECONDS, budget / SLICES_PER_BUDGET),
-                  pace_floor)
+    rule = StopRule(time.perf_counter(), budget, pace, step, PACE_SLACK_SECONDS, pace_floor)
+    watch = Watch(reader, len(items.data), rule,
+                  max(MIN_INTERVAL_SECONDS, budget / SLICES_PER_BUDGET))
     watchdog.watch(watch)
     try:
         progress.results = [func(item) for item in reader]

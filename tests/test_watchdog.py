@@ -8,7 +8,7 @@ import time
 import pytest
 
 from amorsize.dispatch import InputCursor
-from amorsize.watchdog import Watch
+from amorsize.watchdog import StopRule, Watch
 from amorsize.worker import run_task
 
 
@@ -20,13 +20,13 @@ def advance(iterator: object, count: int) -> None:
 def test_a_watch_calibrates_its_pace_on_the_first_items_then_stops_when_behind() -> None:
     items = list(range(100))
     reader = iter(items)
-    watch = Watch(reader, end=100, started=0.0, budget=10.0, pace=0.004, step=10,
-                  slack=0.02, interval=0.005)
+    watch = Watch(reader, end=100, rule=StopRule(started=0.0, budget=10.0, pace=0.004,
+                                                 step=10, slack=0.02), interval=0.005)
     advance(reader, 5)
     assert not watch.late(0.005)  # 5 items: not calibrated yet
     advance(reader, 5)
     assert not watch.late(0.010)  # 10 items in 10 ms: pace min(4 ms, 2 x 1 ms) = 2 ms
-    assert watch.pace == pytest.approx(0.002)
+    assert watch.rule.pace == pytest.approx(0.002)
     advance(reader, 1)  # behind at 10 ms + 20 ms slack + 2 ms for the 11th item
     assert not watch.late(0.0315)
     assert watch.late(0.0325)
@@ -35,8 +35,8 @@ def test_a_watch_calibrates_its_pace_on_the_first_items_then_stops_when_behind()
 
 def test_without_a_pace_a_watch_stops_at_its_budget_only() -> None:
     reader = iter(list(range(100)))
-    watch = Watch(reader, end=100, started=0.0, budget=1.0, pace=0.0, step=10,
-                  slack=0.02, interval=0.005)
+    watch = Watch(reader, end=100, rule=StopRule(started=0.0, budget=1.0, pace=0.0,
+                                                 step=10, slack=0.02), interval=0.005)
     advance(reader, 50)
     assert not watch.late(0.999)
     assert watch.late(1.0)
@@ -98,8 +98,8 @@ def test_a_child_forked_while_the_watchdog_held_its_lock_still_runs_watched_task
     from amorsize.watchdog import watchdog
 
     reader = iter(list(range(10)))
-    warm = Watch(reader, end=10, started=time.perf_counter(), budget=60.0, pace=0.0,
-                 step=1, slack=0.02, interval=0.005)
+    warm = Watch(reader, end=10, rule=StopRule(started=time.perf_counter(), budget=60.0,
+                                               pace=0.0, step=1, slack=0.02), interval=0.005)
     watchdog.watch(warm)  # the thread exists and registered the fork hook
     watchdog.release(warm)
     with watchdog._condition:  # held at the fork, as the thread may hold it
@@ -128,11 +128,12 @@ def test_a_child_forked_while_the_watchdog_held_its_lock_still_runs_watched_task
 
 def test_a_watch_never_calibrates_its_pace_below_its_floor() -> None:
     reader = iter(list(range(100)))
-    watch = Watch(reader, end=100, started=0.0, budget=10.0, pace=0.004, step=10,
-                  slack=0.02, interval=0.005, pace_floor=0.003)
+    watch = Watch(reader, end=100, rule=StopRule(started=0.0, budget=10.0, pace=0.004,
+                                                 step=10, slack=0.02, pace_floor=0.003),
+                  interval=0.005)
     advance(reader, 10)
     assert not watch.late(0.010)  # 1 ms per item: min(4 ms, 2 x 1 ms) = 2 ms, floor 3 ms
-    assert watch.pace == pytest.approx(0.003)
+    assert watch.rule.pace == pytest.approx(0.003)
     advance(reader, 1)  # behind at 10 ms + 20 ms slack + 3 ms for the 11th item
     assert not watch.late(0.0325)
     assert watch.late(0.0335)
