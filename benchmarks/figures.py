@@ -24,6 +24,26 @@ def _median(values: list[Optional[float]]) -> float:
     return statistics.median(present) if present else math.nan
 
 
+def median_interval(values: list[float], confidence: float = 0.90) -> tuple[float, float]:
+    """A distribution-free confidence interval for the median of what `values` sample
+    (order statistics: the median lies between the k-th smallest and the k-th largest
+    of n values with probability 1 - 2 P(Binomial(n, 1/2) < k)). With 15 repeats at
+    90 %, the 4th and the 12th. NaNs where fewer than 2 values."""
+    ordered = sorted(v for v in values if not math.isnan(v))
+    n = len(ordered)
+    if n < 2:
+        return math.nan, math.nan
+    tail = (1 - confidence) / 2
+    k, below = 0, 0.0  # below: P(B <= k - 1)
+    while True:
+        below_next = below + math.comb(n, k) / 2 ** n  # P(B <= k)
+        if below_next > tail:
+            break
+        k, below = k + 1, below_next
+    k = max(k, 1)
+    return ordered[k - 1], ordered[n - k]
+
+
 def _error(estimate: Optional[float], achieved: Optional[float]) -> float:
     """|estimate / achieved - 1|, NaN where either is unknown."""
     if estimate is None or achieved is None or not achieved or math.isnan(estimate):
@@ -101,8 +121,14 @@ def summary(run: WorkloadRun) -> dict[str, Any]:
     with_sample = [(d["optimization_seconds"] + d.get("sampled_compute_seconds", 0.0))
                    / d["seconds"] for d in decisions]
     kinds = [set(e.get("executor_types", [])) for e in events]
+    rival_intervals = {rival: median_interval(run.paired_values("first", rival))
+                       for rival in vs_rivals}
     return {
         "ratio": run.ratio("first") or math.nan,
+        "ratio_interval": median_interval(run.ratio_values("first")),
+        "rival_intervals": rival_intervals,
+        "over_serial_interval": tuple(
+            x - 1 for x in median_interval(run.paired_values("first", "serial"))),
         "repeat_ratio": run.ratio("repeat") or math.nan,
         "serial_ratio": serial_ratio,
         "serial_is_limit": run.limit_config[0] == "serial",

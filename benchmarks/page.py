@@ -139,7 +139,13 @@ def render(runs: list[WorkloadRun], loaded: list[WorkloadRun], extra: dict[str, 
               f"of each workload over the repeats: {spreads}.", "", "Workloads:", ""]
     lines += [f"- {run.name}: {WORKLOADS[run.name].description}"
               + (" (quick size)" if options["quick"] else "") for run in runs or loaded]
-    lines += ["", "## Targets (issue 12)", ""]
+    lines += ["", "## Targets (issue 12)", "",
+              "A median in brackets is followed by its 90 % interval: the median of "
+              "what these repeats sample lies in it with at least 90 % confidence "
+              "(order statistics, no assumption on the distribution; with 15 repeats, "
+              "the 4th and the 12th of the ratios sorted). A miss whose interval "
+              "reaches the target is within this host's run-to-run noise; more "
+              "repeats, or a quieter machine, would be needed to tell it apart.", ""]
     lines += targets(runs, loaded, sums, extra, info)
     if extra.get("threads"):
         lines += ["", *threads_detail(extra["threads"])]

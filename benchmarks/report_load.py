@@ -31,6 +31,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -45,6 +46,11 @@ T0 = 1_763_712_000.0
 class _Optimization(SimpleNamespace):
     def explain(self) -> str:
         return f"decision: process, n_jobs={self.n_jobs}, chunksize={self.chunksize}"
+
+
+def _recorder(errors: list[str]) -> Callable[[Any], None]:
+    """A page-error listener that keeps each error's text in `errors`."""
+    return lambda error: errors.append(str(error))
 
 
 def synthetic_events(chunks: int, workers: int, seed: int = 1) -> list[SimpleNamespace]:
@@ -122,7 +128,7 @@ def load_times(path: Path, repeat: int) -> tuple[list[float], list[float], list[
                 context = browser.new_context(viewport={"width": 1280, "height": 900})
                 page = context.new_page()
                 errors: list[str] = []
-                page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
+                page.on("pageerror", _recorder(errors))
                 began = time.perf_counter()
                 page.goto(path.as_uri(), wait_until="commit")
                 page.wait_for_selector("html[data-painted-ms]", state="attached",

@@ -122,20 +122,33 @@ class WorkloadRun:
         times = self.config_times[json.dumps(self.limit_config)]
         return [t if t is not None else math.inf for t in times]
 
-    def ratio(self, key: str) -> Optional[float]:
-        """Median over repeats of the method's time / the limit of the same repeat
-        (measured side by side, so slow phases of the shared machine cancel out)."""
+    def ratio_values(self, key: str) -> list[float]:
+        """The method's time / the limit of the same repeat, one per repeat (measured
+        side by side, so slow phases of the shared machine cancel out); [] if the
+        method was measured once (then capped)."""
         values, limits = self.times[key], self.limits()
+        if not values or len(values) != len(limits):
+            return []
+        return [v / lim for v, lim in zip(values, limits, strict=True)]
+
+    def ratio(self, key: str) -> Optional[float]:
+        """Median over repeats of the method's time / the limit of the same repeat."""
+        values = self.times[key]
         if not values:
             return None
-        if len(values) != len(limits):  # measured once (then capped): use the medians
+        ratios = self.ratio_values(key)
+        if not ratios:  # measured once (then capped): use the medians
             return statistics.median(values) / self.limit
-        return statistics.median(v / lim for v, lim in zip(values, limits, strict=True))
+        return statistics.median(ratios)
+
+    def paired_values(self, key: str, baseline: str) -> list[float]:
+        """key's time / baseline's time in the same repeat, one per repeat."""
+        return [v / b for v, b in zip(self.times[key], self.times[baseline], strict=False)
+                if b > 0]
 
     def paired(self, key: str, baseline: str) -> float:
         """Median over repeats of key's time / baseline's time in the same repeat."""
-        pairs = [v / b for v, b in zip(self.times[key], self.times[baseline], strict=False)
-                 if b > 0]
+        pairs = self.paired_values(key, baseline)
         return statistics.median(pairs) if pairs else math.nan
 
     def search(self, n_values: list[int]) -> None:

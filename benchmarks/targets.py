@@ -17,6 +17,7 @@ from benchmarks.scenario import LABELS, WorkloadRun
 IMPORT_TARGET_MS = 120.0
 SIXTEEN = 16
 THREADS_TARGET_RUNS = 20
+_NONE = (math.nan, math.nan)
 
 
 def verdict(ok: bool) -> str:
@@ -37,6 +38,24 @@ def _each(runs: list[WorkloadRun], sums: dict[str, dict[str, Any]], key: str,
     return ", ".join(f"{run.name} {shown(sums[run.key][key])}" for run in runs)
 
 
+def _interval(bounds: tuple[float, float], fmt: str = "{:.2f}") -> str:
+    """' [low-high]', the 90 % interval of a median (figures.median_interval)."""
+    low, high = bounds
+    if math.isnan(low):
+        return ""
+    return f" [{fmt.format(low)} to {fmt.format(high)}]"
+
+
+def _noise(bounds: tuple[float, float], target: float) -> str:
+    """For a miss: whether its median's 90 % interval reaches the target."""
+    low, _ = bounds
+    if math.isnan(low):
+        return ""
+    if low <= target:
+        return f"; its 90 % interval reaches {target:.2f}: within this host's noise"
+    return f"; its 90 % interval is above {target:.2f}: a real miss"
+
+
 def _worst(runs: list[WorkloadRun], sums: dict[str, dict[str, Any]], key: str) -> WorkloadRun:
     def value(run: WorkloadRun) -> float:
         v = sums[run.key][key]
@@ -53,26 +72,36 @@ def ratio_targets(runs: list[WorkloadRun], sums: dict[str, dict[str, Any]],
     worst = _worst(runs, sums, "ratio")
     within = sum(1 for r in runs if sums[r.key]["ratio"] <= 1.10)
     ratio = sums[worst.key]["ratio"]
+    over = [r for r in runs if sums[r.key]["ratio"] > 1.10]
     out.append(f"- {scope}: amorsize 1st <= 1.10x the limit on every workload: "
                f"{verdict(within == len(runs))} ({within} of {len(runs)} within; worst "
                f"{worst.name} {_x(ratio)}"
                + (f", {ratio - 1.10:.2f}x over" if ratio > 1.10 else "") + "; "
-               + _each(runs, sums, "ratio") + ")")
+               + ", ".join(f"{r.name} {_x(sums[r.key]['ratio'])}"
+                           f"{_interval(sums[r.key]['ratio_interval'])}" for r in runs)
+               + ")" + "".join(f"\n  - {r.name}{_noise(sums[r.key]['ratio_interval'], 1.10)}"
+                              for r in over))
     geo = geometric_mean([sums[r.key]["ratio"] for r in runs])
     out.append(f"- {scope}: geometric mean <= 1.00x: {verdict(geo <= 1.0)} ({geo:.3f}x"
                + (f", {geo - 1.0:.3f}x over" if geo > 1.0 else "") + ")")
     pays = [r for r in runs if sums[r.key]["pays"]]
     behind = [r for r in pays if not sums[r.key]["vs_rival"] < 1.0]
     rivals = "; ".join(
-        f"{r.name} " + ", ".join(f"{LABELS[k]} {v:.2f}" for k, v in
-                                 sums[r.key]["vs_rivals"].items())
+        f"{r.name} " + ", ".join(
+            f"{LABELS[k]} {v:.2f}{_interval(sums[r.key]['rival_intervals'].get(k, _NONE))}"
+            for k, v in sums[r.key]["vs_rivals"].items())
         for r in pays)
     head = (f"- {scope}: ahead of Pool.map, joblib and mpire defaults on every workload "
             "where parallelism pays (the limit is a pool >= 1.10x faster than serial): ")
     if pays:
         out.append(head + verdict(not behind)
                    + (f", behind on {', '.join(r.name for r in behind)}" if behind else "")
-                   + f" (amorsize 1st / rival, median of side-by-side ratios: {rivals})")
+                   + f" (amorsize 1st / rival, median of side-by-side ratios [its 90 % "
+                   f"interval]: {rivals})"
+                   + "".join(f"\n  - {r.name} behind {LABELS[k]}"
+                             f"{_noise(sums[r.key]['rival_intervals'].get(k, _NONE), 1.0)}"
+                             for r in behind for k, v in sums[r.key]["vs_rivals"].items()
+                             if not v < 1.0))
     else:
         out.append(head + "not applicable (parallelism pays on none of these workloads)")
     free = [r for r in runs if sums[r.key]["no_pool_wins"]]
@@ -82,8 +111,15 @@ def ratio_targets(runs: list[WorkloadRun], sums: dict[str, dict[str, Any]],
         out.append(f"- {scope}: where no pool can win (serial is the limit and the best "
                    "pool configuration >= 1.10x slower), amorsize stays serial within 5% of "
                    f"a list comprehension: {verdict(ok)} ("
-                   + ", ".join(f"{r.name} {100 * sums[r.key]['over_serial']:+.1f}%, plan "
-                               f"{sums[r.key]['plan']}" for r in free) + ")")
+                   + ", ".join(f"{r.name} {100 * sums[r.key]['over_serial']:+.1f}%"
+                               + _interval(tuple(100 * x for x in
+                                                 sums[r.key]["over_serial_interval"]),
+                                           "{:+.1f}%")
+                               + f", plan {sums[r.key]['plan']}" for r in free) + ")"
+                   + "".join(f"\n  - {r.name} +{100 * sums[r.key]['over_serial']:.1f}%"
+                             + _noise(tuple(1 + x for x in  # as a ratio to the comprehension
+                                            sums[r.key]["over_serial_interval"]), 1.05)
+                             for r in free if sums[r.key]["over_serial"] > 0.05))
     return out
 
 
