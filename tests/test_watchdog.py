@@ -137,3 +137,21 @@ def test_a_watch_never_calibrates_its_pace_below_its_floor() -> None:
     advance(reader, 1)  # behind at 10 ms + 20 ms slack + 3 ms for the 11th item
     assert not watch.late(0.0325)
     assert watch.late(0.0335)
+
+
+def test_the_watchdog_looks_again_when_the_task_could_first_be_late() -> None:
+    """Each look takes the GIL from the task's thread: after calibration the watchdog
+    sleeps until the task could be behind its pace, not a fixed interval."""
+    reader = iter(list(range(1000)))
+    watch = Watch(reader, end=1000, rule=StopRule(started=0.0, budget=10.0, pace=0.004,
+                                                  step=10, slack=0.02), interval=0.005)
+    assert watch.next_look(0.0) == pytest.approx(0.005)  # not calibrated: the interval
+    advance(reader, 10)
+    assert not watch.late(0.010)  # calibrated: pace 2 ms, behind at 30 ms + 2 ms an item
+    assert watch.next_look(0.010) == pytest.approx(0.030)
+    advance(reader, 100)  # well ahead: the next look is 200 ms further on
+    assert watch.next_look(0.040) == pytest.approx(0.230)
+    assert watch.next_look(0.229) == pytest.approx(0.234)  # never sooner than 5 ms on
+    budget_only = Watch(iter(list(range(10))), end=10, interval=0.005,
+                        rule=StopRule(started=0.0, budget=1.0, pace=0.0, step=1, slack=0.02))
+    assert budget_only.next_look(0.1) == pytest.approx(1.0)
