@@ -137,10 +137,13 @@ def _ratio(planned: int, published: int) -> str:
 def move_reason(kind: str, plan: costmodel.Plan, share: Optional[float]) -> str:
     """Why the remaining items moved to another executor."""
     target = f"{plan.n_jobs} {'threads' if plan.executor_type == 'thread' else 'processes'}"
+    waits = 100 * (1 - (share or 0.0))
     if kind == "serial":
-        return f"moved to {target}: the items turned out dear enough for a pool"
+        why = "the items turned out dear enough for a pool"
+        if plan.executor_type == "thread":
+            why += f", and the function waits {waits:.0f}% of its time"
+        return f"moved to {target}: {why}"
     if plan.executor_type == "thread":
-        waits = 100 * (1 - (share or 0.0))
         return (f"moved to {target}: the workers measured a function that waits "
                 f"{waits:.0f}% of its time")
     return (f"moved to {target}: the threads saturated the GIL with a function that "

@@ -301,3 +301,15 @@ def test_a_serial_task_may_slow_down_to_where_a_pool_would_pay_before_it_stops()
     fewer = floor.floor(costs, 1_000, MACHINE)  # fewer items left: a pool pays later
     assert fewer > first
     assert policy.SerialPaceFloor(TARGET, 1.1).floor(policy.ItemCosts(), 10, MACHINE) == 0.0
+
+
+def test_a_move_from_serial_to_threads_says_how_much_the_function_waits() -> None:
+    from amorsize.revision import move_reason
+
+    threads = costmodel.Plan("thread", 8, 100, 1.0)
+    processes = costmodel.Plan("process", 2, 100, 1.0)
+    assert move_reason("serial", threads, 0.3) == (
+        "moved to 8 threads: the items turned out dear enough for a pool, and the "
+        "function waits 70% of its time")
+    assert move_reason("serial", processes, 1.0) == (
+        "moved to 2 processes: the items turned out dear enough for a pool")
