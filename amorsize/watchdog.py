@@ -41,9 +41,9 @@ class StopRule:
     """When a task with a time budget stops: past `budget` seconds, or once its first
     `step` items have calibrated the pace (`calibrated_pace`), behind it by more than
     `slack`. worker._run_slices asks between slices, the watchdog when the task could
-first be late (`Watch.next_look`);
-    worker._run_slices's item-by-item loop keeps the same rule inline (a method call
-    per item would cost several per cent of items that cheap)."""
+    first be late (`Watch.next_look`); worker._run_slices's item-by-item loop keeps
+    the same rule inline (a method call per item would cost several per cent of items
+    that cheap)."""
 
     started: float
     budget: float
@@ -58,16 +58,15 @@ first be late (`Watch.next_look`);
         """Past the budget, or behind the pace once calibrated, with `done` items run."""
         if now >= self.started + self.budget:
             return True
-        if self.pace <= 0:
+        if self.pace > 0 and self.behind == float("inf"):
+            if done >= self.step and done > 0:
+                self.pace = calibrated_pace(self.pace, now - self.started, done,
+                                            self.pace_floor)
+                self.behind = now + self.slack
+                self.calibrated_at = done
             return False
-        if self.behind == float("inf"):
-            if done < self.step or done <= 0:
-                return False
-            self.pace = calibrated_pace(self.pace, now - self.started, done, self.pace_floor)
-            self.behind = now + self.slack
-            self.calibrated_at = done
-            return False
-        return now >= self.behind + self.pace * (done - self.calibrated_at)
+        soonest = self.earliest_late(done)
+        return soonest is not None and now >= soonest
 
     def earliest_late(self, done: int) -> Optional[float]:
         """The soonest time the task can be late with `done` items run (more items
